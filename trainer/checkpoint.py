@@ -1,0 +1,56 @@
+"""Checkpoints: model weights plus the metadata the deploy step needs.
+
+A checkpoint carries the class names, the "ok" class, the input spec and the
+architecture, so a bundle is exported from it alone, never from a second copy
+of those numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edge_inspector.errors import CheckpointError
+from edge_inspector.preprocess import InputSpec
+from trainer.model import DefectNet, build_model
+
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = "edge-inspector-checkpoint/1"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write leaves the previous file intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: missing, unreadable or not one of ours.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an Edge Inspector checkpoint")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any]) -> tuple[DefectNet, InputSpec]:
+    """Rebuild the trained network (eval mode) and its input spec."""
+    arch = state["arch"]
+    model = build_model(
+        num_classes=len(state["classes"]), weights="none", attention=arch["attention"], dropout=arch["dropout"]
+    )
+    model.load_state_dict(state["model"])
+    return model.eval(), InputSpec(**state["input"])

@@ -1,0 +1,175 @@
+"""``edge-train``: synthesize data, train, evaluate.
+
+Arguments become a typed ``TrainConfig`` here, at the edge; nothing below
+sees argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_inspector.errors import ConfigError, EdgeInspectorError
+from trainer.config import load_train_config
+from trainer.engine import StepStats
+
+__all__ = ["main"]
+
+log = logging.getLogger("edge-train")
+
+
+class _TqdmProgress:
+    """A tqdm bar showing running loss and accuracy."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, stats: StepStats) -> None:
+        self._bar.set_postfix(loss=f"{stats.loss:.4f}", acc=f"{stats.accuracy:.3f}", lr=f"{stats.lr:.2e}")
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _csv(value: str) -> list[str]:
+    return [] if value.strip().lower() in {"", "none"} else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _add_fit(sub: Any) -> None:
+    p = sub.add_parser("fit", help="train a defect classifier on an image folder")
+    p.add_argument("--data", type=Path, help="image folder: <class>/*.png (optionally train/ and val/)")
+    p.add_argument("--out", type=Path, help="run directory, e.g. runs/pcb")
+    p.add_argument("--config", type=Path, help="YAML file of TrainConfig fields; flags override it")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--weights", help="imagenet (torch hub cache) | none | PATH")
+    p.add_argument("--freeze", type=_csv, help="stages to freeze, comma-separated, or 'none'")
+    p.add_argument("--attention", type=_csv, help="stages with CBAM, comma-separated, or 'none'")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--backbone-lr-mult", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--loss", choices=["focal", "ce"])
+    p.add_argument("--focal-gamma", type=float)
+    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--weighted-sampler", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--ok-class")
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--amp", choices=["auto", "on", "off"])
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--resume", action="store_true", default=None, help="continue from OUT/last.pt")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="render a synthetic PCB defect dataset")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--per-class", type=int, default=40)
+    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--seed", type=int, default=0)
+
+    _add_fit(sub)
+
+    e = sub.add_parser("evaluate", help="score a run's best checkpoint and rewrite its report")
+    e.add_argument("--run", type=Path, required=True)
+    e.add_argument("--data", type=Path, help="image folder to evaluate on (default: the run's validation split)")
+    e.add_argument("--out", type=Path, help="report folder (default: the run directory)")
+    return parser
+
+
+_FIT_FIELDS = {
+    "data",
+    "out",
+    "image_size",
+    "weights",
+    "freeze",
+    "attention",
+    "epochs",
+    "batch_size",
+    "lr",
+    "backbone_lr_mult",
+    "weight_decay",
+    "warmup_epochs",
+    "loss",
+    "focal_gamma",
+    "class_weights",
+    "weighted_sampler",
+    "val_fraction",
+    "ok_class",
+    "threshold",
+    "patience",
+    "seed",
+    "workers",
+    "device",
+    "amp",
+    "compile",
+    "grad_checkpointing",
+    "channels_last",
+    "resume",
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "synth":
+        from trainer.synth import generate_dataset
+
+        try:
+            summary = generate_dataset(args.out, per_class=args.per_class, size=args.size, seed=args.seed)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        print(f"wrote {summary.count} images of {len(summary.classes)} classes to {summary.out}")
+        return 0
+    if args.command == "fit":
+        from trainer.fit import fit
+
+        config = load_train_config(args.config, {k: v for k, v in vars(args).items() if k in _FIT_FIELDS})
+        result = fit(config, progress=_TqdmProgress if sys.stderr.isatty() else None)
+        if result.metrics:
+            print(
+                f"best epoch {result.best_epoch}: accuracy {result.metrics['accuracy']:.3f}, balanced accuracy "
+                f"{result.metrics['balanced_accuracy']:.3f}; report {result.run_dir / 'report.html'}"
+            )
+        return 0
+    from trainer.evaluation import write_evaluation
+
+    metrics = write_evaluation(args.run, data=args.data, out=args.out)
+    print(f"accuracy {metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``edge-train``."""
+    args = _parser().parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if args.debug else (logging.INFO if rank == 0 else logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except EdgeInspectorError as exc:
+        if args.debug:
+            raise
+        print(f"edge-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

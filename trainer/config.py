@@ -1,0 +1,132 @@
+"""The typed training configuration: built once from YAML and flags, passed down."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_inspector.errors import ConfigError
+
+__all__ = ["ATTENTION_STAGES", "FREEZABLE_STAGES", "AmpMode", "LossKind", "TrainConfig", "load_train_config"]
+
+DEFAULT_FREEZE: tuple[str, ...] = ("stem", "layer1", "layer2")
+FREEZABLE_STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
+ATTENTION_STAGES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
+
+
+class LossKind(str, Enum):
+    """Training loss."""
+
+    FOCAL = "focal"
+    CROSS_ENTROPY = "ce"
+
+
+class AmpMode(str, Enum):
+    """Mixed precision: ``auto`` uses fp16 on CUDA and bf16 on CPUs that have it."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs; saved beside its checkpoints."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    data: Path = Field(description="image folder: <class>/*.png, optionally under train/ and val/")
+    out: Path = Field(description="run directory for checkpoints and the report")
+    image_size: int = Field(224, ge=32, le=1024, description="side of the square model input")
+    weights: str = Field("imagenet", description="imagenet | none | path to a state dict")
+    freeze: list[str] | None = Field(
+        None, description="stages to freeze; default stem, layer1, layer2 over pretrained weights, none otherwise"
+    )
+    attention: list[str] = Field(["layer3", "layer4"], description="stages that get CBAM blocks")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    ok_class: str = Field("ok", description="the class that means 'no defect'")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="defect decision threshold on P(defect)")
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0.0, description="learning rate of new modules (CBAM, head)")
+    backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0, description="backbone rate = lr x this, when pretrained")
+    weight_decay: float = Field(1e-4, ge=0.0)
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+    loss: LossKind = LossKind.FOCAL
+    focal_gamma: float = Field(2.0, ge=0.0)
+    focal_alpha: list[float] | None = Field(None, description="per-class alpha; overrides class_weights")
+    class_weights: bool = Field(True, description="weight classes by inverse frequency")
+    weighted_sampler: bool = Field(False, description="draw training images with inverse class frequency")
+
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+    workers: int = Field(0, ge=0, description="data loader worker processes")
+    patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(1e-4, ge=0.0)
+    monitor: str = Field("balanced_accuracy", description="validation metric that picks the best checkpoint")
+
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    amp: AmpMode = AmpMode.AUTO
+    compile: bool = False
+    grad_checkpointing: bool = False
+    channels_last: bool = False
+    resume: bool = False
+    cam_images: int = Field(16, ge=0, description="validation images in the report's CAM grid")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.monitor not in {"balanced_accuracy", "accuracy", "loss"}:
+            raise ValueError("monitor must be balanced_accuracy, accuracy or loss")
+        for field, allowed in (("freeze", FREEZABLE_STAGES), ("attention", ATTENTION_STAGES)):
+            unknown = sorted(set(getattr(self, field) or []) - set(allowed))
+            if unknown:
+                raise ValueError(f"{field}: unknown stage(s) {unknown}; choose from {', '.join(allowed)}")
+        return self
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the backbone starts from trained weights."""
+        return self.weights.lower() != "none"
+
+    @property
+    def freeze_stages(self) -> list[str]:
+        """Stages to freeze, resolving the default against the weights."""
+        if self.freeze is not None:
+            return list(self.freeze)
+        return list(DEFAULT_FREEZE) if self.pretrained else []
+
+
+def load_train_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Merge a YAML file (optional) with flag overrides into a ``TrainConfig``.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or a field is invalid; the
+            message names the file and the field.
+    """
+    values: dict[str, Any] = {}
+    source = "command line"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+        values.update(loaded or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from exc

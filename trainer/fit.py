@@ -1,0 +1,352 @@
+"""The training run: data, model, loop, checkpoints, early stopping, report.
+
+Runs as one process, or as every process of a ``torchrun`` job
+(DistributedDataParallel); only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+
+from edge_inspector.errors import CheckpointError
+from edge_inspector.preprocess import InputSpec
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import DatasetSplit, ImageDataset, class_counts, discover, fingerprint
+from trainer.distributed import DistContext, ShardSampler, gather_objects, init_distributed, shutdown_distributed
+from trainer.engine import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
+from trainer.evaluation import write_evaluation
+from trainer.freezing import count_parameters, freeze_stages
+from trainer.losses import build_loss
+from trainer.metrics import classification_metrics
+from trainer.model import DefectNet, build_model
+from trainer.optim import build_optimizer, warmup_cosine
+from trainer.transforms import eval_transform, train_transform
+
+__all__ = ["FitResult", "Progress", "fit", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "seconds",
+)
+
+
+class Progress(Protocol):
+    """A progress display for one epoch (the CLI passes a tqdm bar)."""
+
+    def update(self, stats: StepStats) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ProgressFactory = Callable[[int, str], Progress]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Where the run went and how it ended."""
+
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int
+    metrics: dict[str, Any]
+
+
+def resolve_device(name: str, ctx: DistContext) -> torch.device:
+    """``auto`` means this rank's GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{ctx.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _loaders(
+    cfg: TrainConfig, split: DatasetSplit, spec: InputSpec, ctx: DistContext, device: torch.device
+) -> tuple[DataLoader, DataLoader, DistributedSampler | None]:
+    train_set = ImageDataset(split.train, train_transform(spec))
+    val_set = ImageDataset(split.val, eval_transform(spec))
+    generator = torch.Generator().manual_seed(cfg.seed + ctx.rank)
+    dist_sampler: DistributedSampler | None = None
+    if cfg.weighted_sampler:
+        counts = class_counts(split.train, len(split.classes))
+        weights = [1.0 / counts[s.label] for s in split.train]
+        sampler: Any = WeightedRandomSampler(weights, len(weights) // ctx.world_size, generator=generator)
+    elif ctx.enabled:
+        sampler = dist_sampler = DistributedSampler(
+            train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
+        )
+    else:
+        sampler = None
+    common = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda", "persistent_workers": cfg.workers > 0}
+    train_loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        shuffle=sampler is None,
+        generator=generator if sampler is None else None,
+        drop_last=len(train_set) // ctx.world_size > cfg.batch_size,
+        **common,
+    )
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardSampler(len(val_set), ctx), **common)
+    return train_loader, val_loader, dist_sampler
+
+
+def _score(metrics: dict[str, Any], val_loss: float, monitor: str) -> float:
+    return -val_loss if monitor == "loss" else float(metrics[monitor])
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _write_split(path: Path, split: DatasetSplit, root: Path) -> None:
+    def rel(samples: list[Any]) -> list[list[Any]]:
+        return [[str(s.path.relative_to(root)), s.label] for s in samples]
+
+    payload = {"root": str(root.resolve()), "classes": split.classes, "train": rel(split.train), "val": rel(split.val)}
+    path.write_text(json.dumps(payload, indent=1))
+
+
+def _prepare_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> DefectNet:
+    model = build_model(num_classes=num_classes, weights=cfg.weights, attention=cfg.attention, dropout=cfg.dropout)
+    freeze_stages(model, cfg.freeze_stages)
+    model.grad_checkpointing = cfg.grad_checkpointing
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def fit(cfg: TrainConfig, *, progress: ProgressFactory | None = None) -> FitResult:
+    """Train a defect classifier as ``cfg`` says and write its run directory.
+
+    Raises:
+        DatasetError, WeightsError, CheckpointError: the user's input cannot
+            be used; the message says why.
+    """
+    ctx = init_distributed(cfg.device)
+    try:
+        return _fit(cfg, ctx, progress)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -> FitResult:
+    device = resolve_device(cfg.device, ctx)
+    _seed_everything(cfg.seed + ctx.rank)
+    split = discover(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    classes = split.classes
+    ok_index = classes.index(cfg.ok_class) if cfg.ok_class in classes else None
+    train_counts = class_counts(split.train, len(classes))
+    spec = InputSpec.for_size(cfg.image_size)
+    run_dir = cfg.out
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "%d classes, %d training and %d validation images (%s split)",
+            len(classes),
+            len(split.train),
+            len(split.val),
+            "given" if split.given_split else "seeded stratified",
+        )
+        if ok_index is None:
+            log.warning("no '%s' class: defect-versus-ok figures are left out", cfg.ok_class)
+
+    model = _prepare_model(cfg, len(classes), device)
+    trainable, total = count_parameters(model)
+    if ctx.is_main:
+        frozen = ", ".join(cfg.freeze_stages) or "nothing"
+        reason = "" if cfg.pretrained or cfg.freeze is not None else " (no pretrained weights: every stage trains)"
+        log.info("weights %s; frozen: %s%s", cfg.weights, frozen, reason)
+        log.info("trainable parameters: %s of %s", f"{trainable:,}", f"{total:,}")
+
+    train_loader, val_loader, dist_sampler = _loaders(cfg, split, spec, ctx, device)
+    loss_fn = build_loss(cfg, train_counts).to(device)
+    optimizer = build_optimizer(
+        model,
+        lr=cfg.lr,
+        backbone_lr_mult=cfg.backbone_lr_mult if cfg.pretrained else 1.0,
+        weight_decay=cfg.weight_decay,
+    )
+    steps = len(train_loader)
+    scheduler = warmup_cosine(optimizer, warmup_steps=round(cfg.warmup_epochs * steps), total_steps=cfg.epochs * steps)
+    amp_dtype = resolve_amp(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    history: list[dict[str, Any]] = []
+    best_score, best_epoch, stale, start_epoch = -float("inf"), 0, 0, 0
+    if cfg.resume:
+        state = load_checkpoint(run_dir / "last.pt")
+        if state["classes"] != classes:
+            raise CheckpointError(f"{run_dir / 'last.pt'}: classes {state['classes']} differ from the data's {classes}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        history, start_epoch = state["history"], state["epoch"]
+        best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale_epochs"]
+        if ctx.is_main:
+            log.info("resuming after epoch %d (best %.4f at epoch %d)", start_epoch, best_score, best_epoch)
+
+    net: torch.nn.Module = DistributedDataParallel(model) if ctx.enabled else model
+    if cfg.compile:
+        net = torch.compile(net)
+    meta = {
+        "classes": classes,
+        "ok_class": classes[ok_index] if ok_index is not None else None,
+        "input": spec.model_dump(mode="json"),
+        "arch": {"name": "resnet50-cbam", "attention": list(cfg.attention), "dropout": cfg.dropout},
+        "threshold": cfg.threshold,
+        "config": cfg.model_dump(mode="json"),
+    }
+    if ctx.is_main:
+        (run_dir / "config.json").write_text(json.dumps(meta["config"], indent=2))
+        _write_split(run_dir / "split.json", split, cfg.data)
+        meta["dataset"] = {
+            "fingerprint": fingerprint(split.train + split.val, cfg.data),
+            "train_counts": train_counts,
+            "val_counts": class_counts(split.val, len(classes)),
+            "given_split": split.given_split,
+        }
+
+    epoch = start_epoch
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        if dist_sampler is not None:
+            dist_sampler.set_epoch(epoch)
+        bar = progress(steps, f"epoch {epoch}/{cfg.epochs}") if progress and ctx.is_main else None
+        try:
+            local = train_one_epoch(
+                net,
+                train_loader,
+                loss_fn,
+                optimizer,
+                scheduler,
+                device=device,
+                amp_dtype=amp_dtype,
+                scaler=scaler,
+                channels_last=cfg.channels_last,
+                on_step=bar.update if bar else None,
+            )
+        finally:
+            if bar:
+                bar.close()
+        train = _sum_stats(gather_objects(ctx, local))
+        preds = _merge(
+            gather_objects(
+                ctx,
+                evaluate(
+                    model,
+                    val_loader,
+                    device=device,
+                    amp_dtype=amp_dtype,
+                    loss_fn=loss_fn,
+                    channels_last=cfg.channels_last,
+                ),
+            )
+        )
+        metrics = classification_metrics(preds.probs, preds.labels, classes, ok_index=ok_index, threshold=cfg.threshold)
+        val_loss = preds.loss_sum / max(1, len(preds.labels))
+        row = {
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": train.loss_sum / max(1, train.seen),
+            "train_accuracy": train.correct / max(1, train.seen),
+            "val_loss": val_loss,
+            "val_accuracy": metrics["accuracy"],
+            "val_balanced_accuracy": metrics["balanced_accuracy"],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        history.append(row)
+        score = _score(metrics, val_loss, cfg.monitor)
+        improved = score > best_score + cfg.min_delta
+        if improved:
+            best_score, best_epoch, stale = score, epoch, 0
+        else:
+            stale += 1
+        if ctx.is_main:
+            log.info(
+                "epoch %d/%d  train loss %.4f acc %.3f | val loss %.4f acc %.3f bal-acc %.3f%s  (%.1f s)",
+                epoch,
+                cfg.epochs,
+                row["train_loss"],
+                row["train_accuracy"],
+                val_loss,
+                metrics["accuracy"],
+                metrics["balanced_accuracy"],
+                "  *best*" if improved else "",
+                row["seconds"],
+            )
+            state = {
+                **meta,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch,
+                "metrics": metrics,
+                "history": history,
+                "best_score": best_score,
+                "best_epoch": best_epoch,
+                "stale_epochs": stale,
+            }
+            save_checkpoint(run_dir / "last.pt", state)
+            if improved:
+                save_checkpoint(run_dir / "best.pt", state)
+            _write_history(run_dir / "history.csv", history)
+        if stale >= cfg.patience:
+            if ctx.is_main:
+                log.info("early stop: no %s improvement for %d epochs", cfg.monitor, stale)
+            break
+
+    final: dict[str, Any] = {}
+    if ctx.is_main:
+        final = write_evaluation(run_dir, device=device)
+    if ctx.enabled:
+        torch.distributed.barrier()
+    return FitResult(run_dir, epoch - start_epoch, best_epoch, final)
+
+
+def _sum_stats(parts: list[EpochStats]) -> EpochStats:
+    return EpochStats(sum(p.loss_sum for p in parts), sum(p.correct for p in parts), sum(p.seen for p in parts))
+
+
+def _merge(parts: list[Predictions]) -> Predictions:
+    filled = [p for p in parts if len(p.labels)]
+    if not filled:
+        return parts[0]
+    return Predictions(
+        np.concatenate([p.probs for p in filled]),
+        np.concatenate([p.labels for p in filled]),
+        sum(p.loss_sum for p in filled),
+    )

@@ -1,0 +1,166 @@
+"""ResNet50 with CBAM in the late stages and a dropout + linear head.
+
+The head is global average pooling then one linear layer, so the class
+activation maps ``cam[c] = sum_k W[c, k] * F[k]`` of the last feature map are
+exact: their spatial mean plus the bias is the logit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torch.utils.checkpoint import checkpoint_sequential
+from torchvision.models.resnet import Bottleneck
+
+from edge_inspector.errors import WeightsError
+from trainer.cbam import CBAM
+from trainer.config import ATTENTION_STAGES, FREEZABLE_STAGES
+
+__all__ = ["AttentiveBottleneck", "DefectNet", "build_model", "imagenet_weights_path"]
+
+log = logging.getLogger(__name__)
+
+_IMAGENET = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+
+
+class AttentiveBottleneck(nn.Module):
+    """A torchvision ``Bottleneck`` with CBAM on its residual branch, before the sum."""
+
+    def __init__(self, block: Bottleneck) -> None:
+        super().__init__()
+        self.block = block
+        self.cbam = CBAM(block.bn3.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.block
+        identity = x if b.downsample is None else b.downsample(x)
+        out = b.relu(b.bn1(b.conv1(x)))
+        out = b.relu(b.bn2(b.conv2(out)))
+        out = self.cbam(b.bn3(b.conv3(out)))
+        return b.relu(out + identity)
+
+
+class DefectNet(nn.Module):
+    """ResNet50 trunk (torchvision names) + pooled dropout/linear head."""
+
+    def __init__(self, trunk: torchvision.models.ResNet, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(trunk.fc.in_features, num_classes)
+        self.frozen_stages: tuple[str, ...] = ()
+        self.grad_checkpointing = False
+
+    def stage_modules(self, stage: str) -> list[nn.Module]:
+        """The modules that make up a named stage."""
+        if stage == "stem":
+            return [self.conv1, self.bn1]
+        if stage == "head":
+            return [self.fc]
+        if stage in ATTENTION_STAGES:
+            return [getattr(self, stage)]
+        raise ValueError(f"unknown stage '{stage}'; stages are {', '.join(FREEZABLE_STAGES)}")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map ``[N, 2048, h, w]``."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        stages = [self.layer1, self.layer2, self.layer3, self.layer4]
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint_sequential(nn.Sequential(*stages), len(stages), x, use_reentrant=False)
+        for stage in stages:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.flatten(torch.mean(self.features(x), dim=(2, 3)), 1)
+        return self.fc(self.dropout(pooled))
+
+    def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[N, C]`` and class activation maps ``[N, C, h, w]``."""
+        fmap = self.features(x)
+        cam = torch.einsum("ck,nkhw->nchw", self.fc.weight, fmap)
+        logits = cam.mean(dim=(2, 3)) + self.fc.bias
+        return logits, cam
+
+    def train(self, mode: bool = True) -> DefectNet:
+        """Train mode, except frozen stages, whose BatchNorm statistics stay fixed."""
+        super().train(mode)
+        if mode:
+            for stage in self.frozen_stages:
+                for module in self.stage_modules(stage):
+                    module.eval()
+        return self
+
+
+def imagenet_weights_path() -> Path:
+    """Where torch hub keeps the ImageNet ResNet50 weights file."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(_IMAGENET.url).name
+
+
+def _load_trunk(weights: str) -> torchvision.models.ResNet:
+    trunk = torchvision.models.resnet50(weights=None)
+    if weights.lower() == "none":
+        return trunk
+    path = imagenet_weights_path() if weights.lower() == "imagenet" else Path(weights)
+    if not path.is_file():
+        if weights.lower() == "imagenet":
+            raise WeightsError(
+                f"ImageNet weights not in the torch hub cache ({path}); nothing is downloaded at run time. "
+                f"On a machine with internet, download {_IMAGENET.url} and copy it to {path} "
+                "(or set TORCH_HOME), pass --weights PATH to a copy, or train from scratch with --weights none"
+            )
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc})") from exc
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a checkpoint of ours: reuse its trunk
+    backbone = {k: v for k, v in state.items() if not k.startswith("fc.") and ".cbam." not in k}
+    backbone = {k.replace(".block.", "."): v for k, v in backbone.items()}
+    missing, unexpected = trunk.load_state_dict(backbone, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path}: does not fit a ResNet50 ({len(missing)} missing, {len(unexpected)} unexpected tensors, "
+            f"e.g. {(missing + unexpected)[:3]})"
+        )
+    log.info("loaded backbone weights from %s", path)
+    return trunk
+
+
+def build_model(
+    *,
+    num_classes: int,
+    weights: str = "none",
+    attention: Sequence[str] = ("layer3", "layer4"),
+    dropout: float = 0.2,
+) -> DefectNet:
+    """Build the defect classifier.
+
+    Args:
+        num_classes: number of output classes.
+        weights: ``imagenet`` (torch hub cache, never downloaded), ``none``, or
+            a path to a ResNet50 state dict or one of our checkpoints.
+        attention: stages whose bottlenecks get a CBAM block.
+        dropout: dropout before the linear head.
+
+    Raises:
+        WeightsError: the weights cannot be found or do not fit.
+        ValueError: an unknown attention stage.
+    """
+    if num_classes < 2:
+        raise ValueError("num_classes must be at least 2")
+    trunk = _load_trunk(weights)  # load first, then change the architecture
+    for stage in attention:
+        if stage not in ATTENTION_STAGES:
+            raise ValueError(f"attention stage '{stage}' must be one of {', '.join(ATTENTION_STAGES)}")
+        layer: nn.Sequential = getattr(trunk, stage)
+        setattr(trunk, stage, nn.Sequential(*(AttentiveBottleneck(block) for block in layer)))
+    return DefectNet(trunk, num_classes, dropout)
