@@ -7,6 +7,9 @@ Hierarchy::
     +-- DatasetError              an image folder cannot be used for training
     +-- WeightsError              initial weights cannot be found or loaded
     +-- CheckpointError           a training run or checkpoint is missing or broken
+    +-- BundleError               a model bundle is missing, incomplete or tampered with
+    +-- BackendError              an inference backend is missing or cannot run a bundle
+        +-- EngineMismatchError   a TensorRT engine was built for another GPU or TensorRT
 
 Anything else escaping a CLI is a bug and is shown with its traceback.
 """
@@ -14,10 +17,13 @@ Anything else escaping a CLI is a bug and is shown with its traceback.
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
+    "BundleError",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
     "EdgeInspectorError",
+    "EngineMismatchError",
     "WeightsError",
 ]
 
@@ -40,3 +46,15 @@ class WeightsError(EdgeInspectorError):
 
 class CheckpointError(EdgeInspectorError):
     """A training run directory or checkpoint is missing or unreadable."""
+
+
+class BundleError(EdgeInspectorError):
+    """A bundle directory is missing a file, has a bad manifest or a wrong hash."""
+
+
+class BackendError(EdgeInspectorError):
+    """An inference backend is not installed or cannot run the bundle."""
+
+
+class EngineMismatchError(BackendError):
+    """A TensorRT engine does not match this GPU or TensorRT version: rebuild it."""

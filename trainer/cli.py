@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--per-class", type=int, default=40)
     s.add_argument("--size", type=int, default=128)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--view", type=float, default=0.3, help="fraction of the board side in view (1 = whole board; default 0.3)"
+    )
 
     _add_fit(sub)
 
@@ -133,7 +136,9 @@ def _run(args: argparse.Namespace) -> int:
         from trainer.synth import generate_dataset
 
         try:
-            summary = generate_dataset(args.out, per_class=args.per_class, size=args.size, seed=args.seed)
+            summary = generate_dataset(
+                args.out, per_class=args.per_class, size=args.size, seed=args.seed, view=args.view
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         print(f"wrote {summary.count} images of {len(summary.classes)} classes to {summary.out}")

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from edge_inspector.errors import CheckpointError
+from edge_inspector.errors import CheckpointError, DatasetError
 from trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from trainer.data import ImageDataset, Sample, scan_folder
 from trainer.engine import evaluate
@@ -18,19 +18,33 @@ from trainer.metrics import classification_metrics
 from trainer.report import collect_cam_examples, write_report
 from trainer.transforms import eval_transform
 
-__all__ = ["evaluation_samples", "write_evaluation"]
+__all__ = ["evaluation_samples", "folder_samples", "split_samples", "write_evaluation"]
 
 log = logging.getLogger(__name__)
 
 
-def evaluation_samples(run_dir: Path, classes: list[str], data: Path | None) -> list[Sample]:
-    """The run's own validation images, or every image of ``data`` (its ``val/`` if split)."""
-    if data is not None:
-        root = data / "val" if (data / "val").is_dir() and (data / "train").is_dir() else data
+def folder_samples(data: Path, classes: list[str]) -> list[Sample]:
+    """Every readable image of ``data`` (its ``val/`` part when it is split).
+
+    Raises:
+        CheckpointError: no image of the given classes.
+    """
+    root = data / "val" if (data / "val").is_dir() and (data / "train").is_dir() else data
+    try:
         _, samples = scan_folder(root, classes, allow_missing=True)
-        if not samples:
-            raise CheckpointError(f"{root}: no readable images of the classes {classes}")
-        return samples
+    except DatasetError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if not samples:
+        raise CheckpointError(f"{root}: no readable images of the classes {classes}")
+    return samples
+
+
+def split_samples(run_dir: Path) -> list[Sample]:
+    """The validation images a run recorded in ``split.json``.
+
+    Raises:
+        CheckpointError: the split file or one of its images is gone.
+    """
     split_file = run_dir / "split.json"
     if not split_file.is_file():
         raise CheckpointError(f"{split_file}: missing; pass --data to evaluate on a folder")
@@ -41,6 +55,11 @@ def evaluation_samples(run_dir: Path, classes: list[str], data: Path | None) -> 
     if missing:
         raise CheckpointError(f"{missing[0]}: validation image gone ({len(missing)} missing); pass --data")
     return samples
+
+
+def evaluation_samples(run_dir: Path, classes: list[str], data: Path | None) -> list[Sample]:
+    """Images of ``data`` when given, else the run's own validation split."""
+    return folder_samples(data, classes) if data is not None else split_samples(run_dir)
 
 
 def write_evaluation(

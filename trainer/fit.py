@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 HISTORY_FIELDS = (
     "epoch",
     "lr",
+    "train_images",
     "train_loss",
     "train_accuracy",
     "val_loss",
@@ -280,6 +281,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
         row = {
             "epoch": epoch,
             "lr": optimizer.param_groups[0]["lr"],
+            "train_images": train.seen,
             "train_loss": train.loss_sum / max(1, train.seen),
             "train_accuracy": train.correct / max(1, train.seen),
             "val_loss": val_loss,

@@ -234,6 +234,7 @@ def write_report(
             (f"defect recall at threshold {defect['threshold']}", _fmt(defect["recall"])),
             (f"false alarm rate at threshold {defect['threshold']}", _fmt(defect["false_alarm_rate"])),
         ]
+    checkpoint = metrics.get("checkpoint", {})
     summary_rows = "".join(f"<tr><td>{html.escape(k)}</td><td><b>{v}</b></td></tr>" for k, v in summary)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Edge Inspector training report</title>
@@ -241,8 +242,8 @@ def write_report(
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
 img{{max-width:100%;margin:0.5em 0}}</style></head><body>
 <h1>Training report</h1>
-<p>Checkpoint: {html.escape(str(metrics.get("checkpoint", {}).get("path", "")))} (epoch
-{metrics.get("checkpoint", {}).get("epoch", "?")}), evaluated on {html.escape(str(metrics.get("evaluated_on", "")))}.</p>
+<p>Checkpoint: {html.escape(str(checkpoint.get("path", "")))} (epoch {checkpoint.get("epoch", "?")}),
+evaluated on {html.escape(str(metrics.get("evaluated_on", "")))}.</p>
 <table>{summary_rows}</table>
 <h2>Per class</h2>{_metrics_table(metrics)}
 {"".join(f"<h2>{html.escape(p.stem.replace('_', ' '))}</h2>{_img_tag(p)}" for p in figures)}

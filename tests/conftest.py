@@ -1,0 +1,78 @@
+"""Shared fixtures: a small synthetic dataset and one tiny trained run for the suite."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import pytest
+
+SMALL_SIZE = 64
+
+
+def _gpu_present() -> bool:
+    """TensorRT and pycuda import and see at least one CUDA device."""
+    if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
+        return False
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        return cuda.Device.count() > 0
+    except Exception:  # a driver or library problem means no usable GPU here
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu`` tests on machines without CUDA, TensorRT and pycuda."""
+    if not any("gpu" in item.keywords for item in items) or _gpu_present():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with TensorRT and pycuda (pip install '.[tensorrt]')")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seven classes x 6 synthetic PCB images at 64 px."""
+    from trainer.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("synth") / "pcb"
+    generate_dataset(root, per_class=6, size=SMALL_SIZE, seed=7)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-epoch run at 64 px on ``synth_data``, trained once for the whole suite."""
+    from trainer.config import TrainConfig
+    from trainer.fit import fit
+
+    logging.getLogger("trainer").setLevel(logging.INFO)
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(
+        data=synth_data,
+        out=run_dir,
+        image_size=SMALL_SIZE,
+        weights="none",
+        epochs=2,
+        batch_size=8,
+        cam_images=4,
+        seed=1,
+    )
+    fit(config)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained_run: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``trained_run`` exported and quantized (FP32, FP16, INT8 U8S8 and S8S8): treat as read-only."""
+    from deploy.export import export_bundle
+    from deploy.quantize import quantize_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export_bundle(trained_run, out, name="tiny", version="1.0.0")
+    quantize_bundle(out, synth_data, samples=42)
+    return out

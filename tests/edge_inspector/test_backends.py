@@ -1,0 +1,74 @@
+"""One conformance test over every backend present: same inputs, same outputs within tolerance."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_inspector.backends import BackendKind, BackendOptions, available_backends, backend_class, create_backend
+from edge_inspector.backends.onnxruntime import OnnxRuntimeBackend
+from edge_inspector.bundle import Precision, load_bundle
+from edge_inspector.errors import BackendError, BundleError
+
+# Largest |logit - fp32 logit| relative to the fp32 logit range, and the least top-1 agreement.
+TOLERANCE = {Precision.FP32: (1e-3, 1.0), Precision.FP16: (2e-2, 1.0), Precision.INT8: (0.25, 0.8)}
+CPU_BACKENDS = [k for k in (BackendKind.ONNXRUNTIME, BackendKind.OPENVINO) if backend_class(k).available()]
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def reference(bundle_dir: Path, batch: np.ndarray):
+    with OnnxRuntimeBackend(load_bundle(bundle_dir), Precision.FP32, BackendOptions(device="cpu")) as backend:
+        return backend.infer(batch)
+
+
+@pytest.mark.parametrize("precision", list(TOLERANCE))
+@pytest.mark.parametrize("kind", CPU_BACKENDS)
+def test_backend_conformance(bundle_dir: Path, batch, reference, kind: BackendKind, precision: Precision) -> None:
+    with backend_class(kind)(load_bundle(bundle_dir), precision, BackendOptions(device="cpu", threads=2)) as backend:
+        out = backend.infer(batch)
+        single = backend.infer(batch[:1])
+        info = backend.describe()
+    assert out.logits.shape == reference.logits.shape and out.logits.dtype == np.float32
+    assert out.cam.shape == reference.cam.shape and out.cam.dtype == np.float32
+    span = float(reference.logits.max() - reference.logits.min())
+    max_rel, min_agreement = TOLERANCE[precision]
+    assert np.abs(out.logits - reference.logits).max() <= max_rel * span
+    assert (out.logits.argmax(1) == reference.logits.argmax(1)).mean() >= min_agreement
+    assert np.allclose(single.logits, out.logits[:1], rtol=1e-3, atol=1e-3 * span)
+    # the cam mean is the logit minus the head bias, whatever the runtime
+    bias = reference.logits - reference.cam.mean(axis=(2, 3))
+    assert np.abs(out.cam.mean(axis=(2, 3)) + bias - out.logits).max() <= max(max_rel, 1e-3) * span
+    assert info["backend"] == kind.value and info["precision"] == precision.value
+    if precision is Precision.INT8:
+        assert info["variant"] == "int8-u8s8"  # CPUs get uint8 activations
+
+
+def test_onnxruntime_and_openvino_are_here() -> None:
+    assert {BackendKind.ONNXRUNTIME, BackendKind.OPENVINO} <= set(available_backends())
+
+
+def test_auto_picks_a_backend_and_bad_input_is_refused(bundle_dir: Path) -> None:
+    with create_backend(load_bundle(bundle_dir), BackendKind.AUTO, Precision.INT8, BackendOptions(device="cpu")) as b:
+        assert b.kind in available_backends()
+        with pytest.raises(BackendError, match="expected uint8"):
+            b.infer(np.zeros((1, 64, 64, 3), np.float32))
+        with pytest.raises(BackendError, match="expected uint8"):
+            b.infer(np.zeros((1, 32, 32, 3), np.uint8))
+
+
+def test_missing_variant_is_a_clear_error(bundle_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from edge_inspector.bundle import write_manifest
+
+    copy = tmp_path / "fp32-only"
+    shutil.copytree(bundle_dir, copy)
+    manifest = load_bundle(copy).manifest
+    write_manifest(copy, manifest.model_copy(update={"variants": {"fp32": manifest.variants["fp32"]}}))
+    with pytest.raises(BundleError, match="no int8 variant"):
+        OnnxRuntimeBackend(load_bundle(copy), Precision.INT8, BackendOptions(device="cpu"))

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from edge_inspector.errors import WeightsError
+from trainer.model import AttentiveBottleneck, build_model, imagenet_weights_path
+
+
+def test_cam_is_exact_for_the_linear_head() -> None:
+    torch.manual_seed(0)
+    model = build_model(num_classes=5, weights="none").eval()
+    x = torch.randn(2, 3, 96, 96)
+    logits, cam = model.forward_with_cam(x)
+    assert cam.shape == (2, 5, 3, 3)
+    assert torch.allclose(logits, model(x), atol=1e-4)
+    assert torch.allclose(cam.mean(dim=(2, 3)) + model.fc.bias, logits, atol=1e-5)
+
+
+def test_attention_in_late_stages_only() -> None:
+    model = build_model(num_classes=2, weights="none", attention=["layer4"])
+    assert all(isinstance(block, AttentiveBottleneck) for block in model.layer4)
+    assert not any(isinstance(block, AttentiveBottleneck) for block in model.layer3)
+    plain = build_model(num_classes=2, weights="none", attention=[])
+    assert not any(".cbam." in name for name, _ in plain.named_parameters())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    model = build_model(num_classes=3, weights="none", dropout=0.0)
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 2])
+    model.eval()  # fixed BatchNorm statistics: both passes see the same function
+    grads = []
+    for checkpointing in (False, True):
+        model.grad_checkpointing = checkpointing
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        grads.append(model.layer1[0].conv1.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_imagenet_without_cache_explains_how_to_fill_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsError) as info:
+        build_model(num_classes=2, weights="imagenet")
+    message = str(info.value)
+    assert str(imagenet_weights_path().name) in message and "--weights none" in message
+
+
+def test_imagenet_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state dict in the hub cache is loaded (no network), then the head is replaced."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reference = torchvision.models.resnet50(weights=None)
+    target = imagenet_weights_path()
+    assert target.is_relative_to(tmp_path)
+    target.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), target)
+    model = build_model(num_classes=3, weights="imagenet")
+    assert torch.equal(model.conv1.weight, reference.conv1.weight)
+    assert torch.equal(model.layer4[2].block.conv3.weight, reference.layer4[2].conv3.weight)
+    assert model.fc.out_features == 3
+
+
+def test_weights_from_a_file_and_bad_files(tmp_path: Path) -> None:
+    reference = torchvision.models.resnet50(weights=None)
+    path = tmp_path / "resnet50.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model(num_classes=2, weights=str(path))
+    assert torch.equal(model.layer2[1].bn2.running_var, reference.layer2[1].bn2.running_var)
+
+    with pytest.raises(WeightsError, match="not found"):
+        build_model(num_classes=2, weights=str(tmp_path / "missing.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(WeightsError, match="not a readable"):
+        build_model(num_classes=2, weights=str(junk))
+    small = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), small)
+    with pytest.raises(WeightsError, match="does not fit a ResNet50"):
+        build_model(num_classes=2, weights=str(small))
