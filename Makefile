@@ -7,28 +7,41 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DATA ?= calibration/pcb-synth
 DEMO_RUN ?= runs/demo
+DEMO_BUNDLE ?= bundle/demo
 
-.PHONY: install demo test lint clean
+.PHONY: install system-deps demo test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet -e '.[train,openvino,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# the demo and the tests run a real local Mosquitto broker
+system-deps:
+	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+		else echo "mosquitto is missing: sudo apt-get install mosquitto"; exit 1; fi; \
+	fi
+
+demo: $(STAMP) system-deps
 	$(BIN)/edge-train synth --out $(DEMO_DATA) --per-class 100 --size 96 --seed 0
 	$(BIN)/edge-train fit --data $(DEMO_DATA) --out $(DEMO_RUN) --weights none --image-size 96 \
 		--epochs 15 --batch-size 16 --lr 1e-3 --patience 15 --seed 0
-	@echo "open $(DEMO_RUN)/report.html"
+	$(BIN)/edge-deploy export --run $(DEMO_RUN) --out $(DEMO_BUNDLE) --name pcb-demo
+	$(BIN)/edge-deploy quantize --bundle $(DEMO_BUNDLE) --calibration $(DEMO_DATA)
+	$(BIN)/edge-deploy verify --bundle $(DEMO_BUNDLE) --threads 2
+	$(BIN)/python -m deploy.demo --bundle $(DEMO_BUNDLE) --out demo
+	@echo "training report: $(DEMO_RUN)/report.html   heatmaps: demo/heatmaps/"
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(DEMO_DATA) $(DEMO_RUN)
+	rm -rf $(DEMO_DATA) $(DEMO_RUN) $(DEMO_BUNDLE) demo

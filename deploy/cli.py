@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_inspector.bundle import Precision
-from edge_inspector.errors import EdgeInspectorError
+from edge_inspector.console import run_command
 
 __all__ = ["main"]
 
@@ -112,16 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``edge-deploy``."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        return _run(args)
-    except EdgeInspectorError as exc:
-        if args.debug:
-            raise
-        print(f"edge-deploy: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command("edge-deploy", args, _run, level=logging.INFO)
 
 
 if __name__ == "__main__":

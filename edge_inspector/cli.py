@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_inspector.errors import EdgeInspectorError
+from edge_inspector.console import run_command
 
 __all__ = ["main"]
 
@@ -18,7 +18,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-inspector", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("schema", help="print the JSON Schemas of the contracts (bundle manifest)")
+    r = sub.add_parser("run", help="run the inspection agent")
+    r.add_argument("--config", type=Path, required=True)
+    k = sub.add_parser("check-config", help="validate a config file without running")
+    k.add_argument("config", type=Path)
+    sub.add_parser("schema", help="print the JSON Schemas of the MQTT messages and the bundle manifest")
     c = sub.add_parser("check-bundle", help="verify a bundle's manifest and file hashes")
     c.add_argument("bundle", type=Path)
     sub.add_parser("backends", help="list the inference backends usable on this machine")
@@ -26,10 +30,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "schema":
-        from edge_inspector.bundle import BundleManifest
+    if args.command == "run":
+        from edge_inspector.config import load_config
+        from edge_inspector.daemon import Agent
 
-        print(json.dumps({"BundleManifest": BundleManifest.model_json_schema()}, indent=2))
+        return Agent(load_config(args.config)).run()
+    if args.command == "check-config":
+        from edge_inspector.config import load_config
+
+        config = load_config(args.config)
+        print(f"{args.config}: valid (station {config.station}, topics under {config.topic_root}/)")
+    elif args.command == "schema":
+        from edge_inspector.bundle import BundleManifest
+        from edge_inspector.messages import message_schemas
+
+        print(json.dumps({**message_schemas(), "BundleManifest": BundleManifest.model_json_schema()}, indent=2))
     elif args.command == "check-bundle":
         from edge_inspector.bundle import load_bundle
 
@@ -49,14 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``edge-inspector``."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
-    try:
-        return _run(args)
-    except EdgeInspectorError as exc:
-        if args.debug:
-            raise
-        print(f"edge-inspector: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command("edge-inspector", args, _run, level=logging.INFO if args.command == "run" else logging.WARNING)
 
 
 if __name__ == "__main__":

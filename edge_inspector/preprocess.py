@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "InputSpec", "resize_and_crop", "resized_shape"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "InputSpec", "crop_box", "crop_roi", "resize_and_crop", "resized_shape"]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -84,3 +84,37 @@ def resize_and_crop(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     top = (new_h - spec.size) // 2
     left = (new_w - spec.size) // 2
     return np.ascontiguousarray(image[top : top + spec.size, left : left + spec.size])
+
+
+def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Cut ``roi`` (x, y, width, height) out of a frame, clipped to it.
+
+    Raises:
+        ValueError: the region lies outside the frame.
+    """
+    if roi is None:
+        return image
+    x, y, w, h = roi
+    height, width = image.shape[:2]
+    x1, y1 = min(x + w, width), min(y + h, height)
+    if x >= width or y >= height or x1 <= x or y1 <= y:
+        raise ValueError(f"roi {roi} lies outside the {width}x{height} frame")
+    return image[y:y1, x:x1]
+
+
+def crop_box(height: int, width: int, spec: InputSpec) -> tuple[int, int, int, int]:
+    """The part of an ``height`` x ``width`` image that the model sees, in its pixels.
+
+    Returns:
+        ``(x0, y0, x1, y1)``: the centre crop of :func:`resize_and_crop`
+        mapped back to the source image.
+    """
+    new_h, new_w = resized_shape(height, width, spec.resize)
+    top, left = (new_h - spec.size) // 2, (new_w - spec.size) // 2
+    sy, sx = height / new_h, width / new_w
+    return (
+        round(left * sx),
+        round(top * sy),
+        min(width, round((left + spec.size) * sx)),
+        min(height, round((top + spec.size) * sy)),
+    )

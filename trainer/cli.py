@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_inspector.errors import ConfigError, EdgeInspectorError
+from edge_inspector.console import run_command
+from edge_inspector.errors import ConfigError
 from trainer.config import load_train_config
 from trainer.engine import StepStats
 
@@ -165,15 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``edge-train``."""
     args = _parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
-    level = logging.DEBUG if args.debug else (logging.INFO if rank == 0 else logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return _run(args)
-    except EdgeInspectorError as exc:
-        if args.debug:
-            raise
-        print(f"edge-train: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command("edge-train", args, _run, level=logging.INFO if rank == 0 else logging.WARNING)
 
 
 if __name__ == "__main__":

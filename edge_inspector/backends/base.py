@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
 
@@ -69,9 +70,22 @@ class Backend(abc.ABC):
     def infer(self, images: np.ndarray) -> InferenceOutput:
         """Run a batch of preprocessed ``[N, H, W, 3]`` uint8 RGB images."""
 
-    @abc.abstractmethod
+    # set by each backend's __init__
+    variant_name: str
+    device: str
+    file: Path
+    runtime: str
+
     def describe(self) -> dict[str, str]:
-        """What runs: backend, precision, device, model file and runtime version."""
+        """What runs: backend, precision, variant, device, model file and runtime version."""
+        return {
+            "backend": self.kind.value,
+            "precision": self.precision.value,
+            "variant": self.variant_name,
+            "device": self.device,
+            "file": self.file.name,
+            "runtime": self.runtime,
+        }
 
     @abc.abstractmethod
     def close(self) -> None:

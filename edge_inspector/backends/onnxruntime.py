@@ -28,7 +28,7 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(bundle, precision, options)
         import onnxruntime as ort
 
-        self._ort_version = ort.__version__
+        self.runtime = f"onnxruntime {ort.__version__}"
         providers = self._providers(ort.get_available_providers(), options.device)
         self.device = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda"}.get(
             providers[0], "cpu"
@@ -44,7 +44,7 @@ class OnnxRuntimeBackend(Backend):
             self._session = ort.InferenceSession(str(self.file), session_options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             raise BackendError(f"{self.file}: ONNX Runtime cannot load it ({exc})") from exc
-        log.info("onnxruntime %s: %s on %s", self._ort_version, self.file.name, self._session.get_providers()[0])
+        log.info("%s: %s on %s", self.runtime, self.file.name, self._session.get_providers()[0])
 
     @staticmethod
     def _providers(available: list[str], device: str) -> list[str]:
@@ -72,16 +72,6 @@ class OnnxRuntimeBackend(Backend):
     def infer(self, images: np.ndarray) -> InferenceOutput:
         logits, cam = self._session.run(["logits", "cam"], {"image": self.check_batch(images)})
         return InferenceOutput(np.asarray(logits, np.float32), np.asarray(cam, np.float32))
-
-    def describe(self) -> dict[str, str]:
-        return {
-            "backend": self.kind.value,
-            "precision": self.precision.value,
-            "variant": self.variant_name,
-            "device": self.device,
-            "file": self.file.name,
-            "runtime": f"onnxruntime {self._ort_version}",
-        }
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]

@@ -32,7 +32,7 @@ class OpenVinoBackend(Backend):
             import openvino as ov
         except ImportError as exc:
             raise BackendError("openvino is not installed: pip install 'edge-inspector[openvino]'") from exc
-        self._ov_version = ov.get_version()
+        self.runtime = f"openvino {ov.get_version()}"
         activations = "uint8" if precision is Precision.INT8 else None  # x86: U8S8
         self.variant_name, variant = bundle.manifest.variant(precision, activations)
         self.file = bundle.path(variant.file)
@@ -51,7 +51,7 @@ class OpenVinoBackend(Backend):
         self._request = self._compiled.create_infer_request()
         self._logits = self._compiled.output("logits")
         self._cam = self._compiled.output("cam")
-        log.info("openvino %s: %s on %s", self._ov_version, self.file.name, self.device)
+        log.info("%s: %s on %s", self.runtime, self.file.name, self.device)
 
     @classmethod
     def available(cls) -> bool:
@@ -66,16 +66,6 @@ class OpenVinoBackend(Backend):
         return InferenceOutput(
             np.array(result[self._logits], np.float32, copy=True), np.array(result[self._cam], np.float32, copy=True)
         )
-
-    def describe(self) -> dict[str, str]:
-        return {
-            "backend": self.kind.value,
-            "precision": self.precision.value,
-            "variant": self.variant_name,
-            "device": self.device,
-            "file": self.file.name,
-            "runtime": f"openvino {self._ov_version}",
-        }
 
     def close(self) -> None:
         self._request = None

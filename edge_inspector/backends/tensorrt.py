@@ -374,8 +374,11 @@ class TensorRTBackend(Backend):
         return {
             "backend": self.kind.value,
             "precision": self.precision.value,
+            "variant": next(
+                (n for n, v in self.bundle.manifest.variants.items() if v.file == self.info.source_onnx), ""
+            ),
             "device": f"{self._gpu_name} (cc {self._cc})",
-            "model": self.info.source_onnx,
+            "file": self.info.source_onnx,
             "engine": f"{ENGINES_DIR}/{self._path.name}",
             "runtime": f"tensorrt {self._trt_version}",
         }

@@ -226,7 +226,7 @@ def test_describe_and_close(engine_bundle: Path) -> None:
     assert described["backend"] == "tensorrt"
     assert described["precision"] == "int8"
     assert gpu_name in described["device"] and cc in described["device"]
-    assert described["model"] == source_variant(bundle.manifest, Precision.INT8).file
+    assert described["file"] == source_variant(bundle.manifest, Precision.INT8).file
     assert described["engine"].endswith(f"model.int8.{gpu_slug(gpu_name, cc)}.engine")
     assert tensorrt.__version__ in described["runtime"]
     backend.close()

@@ -1,0 +1,296 @@
+"""Frames from OpenCV: device, file, RTSP/HTTP stream, GStreamer pipeline or image folder.
+
+A :class:`Camera` thread reads frames and hands them on. Free-running mode
+paces reading to ``fps`` and keeps only the newest frame (older unread ones
+are dropped and counted); triggered mode reads one frame per trigger and
+never drops. A lost source is reopened with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_inspector.config import CameraConfig, CaptureMode
+from edge_inspector.errors import ConfigError
+
+__all__ = ["Camera", "CameraState", "Frame", "FrameMailbox", "check_source", "open_source"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+
+class CameraState(str, Enum):
+    """What the camera is doing, as shown in ``status``."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Frame:
+    """One captured frame (RGB) and where it came from."""
+
+    image: np.ndarray
+    captured_at: datetime
+    index: int
+    part_id: str | None = None
+    monotonic: float = field(default_factory=time.monotonic)
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.values = {"captured": 0, "dropped": 0, "undecodable": 0, "reconnects": 0}
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self.lock:
+            self.values[name] += amount
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.values)
+
+
+class FrameMailbox:
+    """Hand-over between capture and inference.
+
+    ``latest`` mode holds one frame and replaces it (counting a drop);
+    ``queue`` mode blocks the producer instead of dropping.
+    """
+
+    def __init__(self, latest: bool, capacity: int = 64) -> None:
+        self.latest = latest
+        self._queue: queue.Queue[Frame] = queue.Queue(maxsize=1 if latest else capacity)
+        self._lock = threading.Lock()
+
+    def put(self, frame: Frame, stop: threading.Event) -> bool:
+        """Hand a frame on; returns True when an unread frame was dropped for it."""
+        if self.latest:
+            with self._lock:
+                dropped = False
+                try:
+                    self._queue.get_nowait()
+                    dropped = True
+                except queue.Empty:
+                    pass
+                self._queue.put_nowait(frame)
+                return dropped
+        while not stop.is_set():
+            try:
+                self._queue.put(frame, timeout=0.2)
+                return False
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame, or None after ``timeout`` seconds."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def get_nowait(self) -> Frame | None:
+        """A frame if one is waiting."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def qsize(self) -> int:
+        """Frames waiting."""
+        return self._queue.qsize()
+
+
+class _FolderSource:
+    """Images of a folder in name order, read like a video."""
+
+    def __init__(self, folder: Path) -> None:
+        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.position = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 - mirrors cv2.VideoCapture
+        return bool(self.paths)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.position >= len(self.paths):
+            return False, None
+        path = self.paths[self.position]
+        self.position += 1
+        return True, cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+    def release(self) -> None:
+        self.position = len(self.paths)
+
+
+def _is_pipeline(source: str) -> bool:
+    return "!" in source and "appsink" in source
+
+
+def _is_file(source: str | int) -> bool:
+    return isinstance(source, str) and "://" not in source and not _is_pipeline(source)
+
+
+def check_source(config: CameraConfig) -> None:
+    """Refuse a source this OpenCV cannot open, before any thread starts.
+
+    Raises:
+        ConfigError: a GStreamer pipeline on an OpenCV built without
+            GStreamer (the PyPI wheels), or a file or folder that is missing.
+    """
+    source = config.source
+    if isinstance(source, str) and _is_pipeline(source):
+        info = cv2.getBuildInformation()
+        line = next((ln for ln in info.splitlines() if "GStreamer:" in ln), "")
+        if "YES" not in line:
+            raise ConfigError(
+                "camera.source is a GStreamer pipeline but this OpenCV has no GStreamer support (the PyPI wheels "
+                "bundle FFmpeg only); on a Jetson use the OpenCV that JetPack ships (python3-opencv) in a venv "
+                "created with --system-site-packages"
+            )
+    elif _is_file(source) and not Path(str(source)).exists():
+        raise ConfigError(f"camera.source: {source} does not exist")
+
+
+def open_source(source: str | int) -> cv2.VideoCapture | _FolderSource:
+    """An opened capture for any supported source (check ``isOpened()``)."""
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        return cv2.VideoCapture(int(source))
+    if _is_pipeline(source):
+        return cv2.VideoCapture(source, cv2.CAP_GSTREAMER)
+    if Path(source).is_dir():
+        return _FolderSource(Path(source))
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG) if "://" in source else cv2.VideoCapture(source)
+
+
+class Camera(threading.Thread):
+    """The capture thread: reads frames into a :class:`FrameMailbox`."""
+
+    def __init__(
+        self,
+        config: CameraConfig,
+        mailbox: FrameMailbox,
+        stop: threading.Event,
+        triggers: queue.Queue[str] | None = None,
+        on_state: Callable[[CameraState], None] | None = None,
+    ) -> None:
+        super().__init__(name="capture", daemon=True)
+        self.config = config
+        self.mailbox = mailbox
+        self.stop_event = stop
+        self.triggers = triggers
+        self.on_state = on_state
+        self.counters = _Counters()
+        self.state = CameraState.CONNECTING
+        self._index = 0
+        self._finite = _is_file(config.source)
+
+    def _set_state(self, state: CameraState) -> None:
+        if state is not self.state:
+            log.info("camera %s: %s", self.config.name, state.value)
+        self.state = state
+        if self.on_state:
+            self.on_state(state)
+
+    def _open(self) -> cv2.VideoCapture | _FolderSource | None:
+        delay = self.config.reconnect_initial_s
+        while not self.stop_event.is_set():
+            capture = open_source(self.config.source)
+            if capture.isOpened():
+                self._set_state(CameraState.STREAMING)
+                return capture
+            capture.release()
+            log.warning("camera %s: cannot open source; retrying in %.1f s", self.config.name, delay)
+            if self.stop_event.wait(delay):
+                break
+            delay = min(delay * 2, self.config.reconnect_max_s)
+        return None
+
+    def _next_part(self) -> tuple[bool, str | None]:
+        """Triggered mode: wait for a part id (False when stopping)."""
+        assert self.triggers is not None
+        while not self.stop_event.is_set():
+            try:
+                return True, self.triggers.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return False, None
+
+    def run(self) -> None:
+        triggered = self.config.mode is CaptureMode.TRIGGERED
+        period = 1.0 / self.config.fps
+        try:
+            while not self.stop_event.is_set():
+                capture = self._open()
+                if capture is None:
+                    break
+                ended = self._stream(capture, triggered, period)
+                capture.release()
+                if ended:
+                    if self.config.loop:
+                        continue
+                    self._set_state(CameraState.ENDED)
+                    break
+                if not self.stop_event.is_set():
+                    self.counters.add("reconnects")
+                    self._set_state(CameraState.RECONNECTING)
+        finally:
+            if self.state is not CameraState.ENDED:
+                self._set_state(CameraState.STOPPED)
+
+    def _stream(self, capture: cv2.VideoCapture | _FolderSource, triggered: bool, period: float) -> bool:
+        """Read until the source fails; True when a finite source reached its end."""
+        next_due = time.monotonic()
+        while not self.stop_event.is_set():
+            part_id = None
+            if triggered:
+                ok, part_id = self._next_part()
+                if not ok:
+                    return False
+            else:
+                wait = next_due - time.monotonic()
+                if wait > 0 and self.stop_event.wait(wait):
+                    return False
+                next_due = max(next_due + period, time.monotonic())
+            ok, image = capture.read()
+            if not ok:
+                if triggered and part_id is not None:
+                    self.triggers.put(part_id)  # type: ignore[union-attr]  # not lost: served after reconnect
+                if self._finite:
+                    return True
+                log.warning("camera %s: read failed; reconnecting", self.config.name)
+                return False
+            if image is None or image.size == 0:
+                self.counters.add("undecodable")
+                log.warning("camera %s: frame %d could not be decoded; skipped", self.config.name, self._index)
+                self._index += 1
+                continue
+            self._index += 1
+            self.counters.add("captured")
+            frame = Frame(_to_rgb(image), datetime.now(timezone.utc), self._index, part_id)
+            if self.mailbox.put(frame, self.stop_event):
+                self.counters.add("dropped")
+        return False
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,249 @@
+"""The agent's configuration: one YAML file, a tree of pydantic models.
+
+Loaded once at start-up and passed down. Unknown keys are refused. An
+environment variable ``EDGE_INSPECTOR__SECTION__FIELD`` overrides a field
+(``EDGE_INSPECTOR__MQTT__HOST=broker.local``); values are parsed as YAML
+scalars. The MQTT password comes from ``mqtt.password_file`` or the
+``EDGE_INSPECTOR_MQTT_PASSWORD`` variable, never from the YAML file itself,
+and is never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from edge_inspector.backends.base import BackendKind
+from edge_inspector.bundle import Precision
+from edge_inspector.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "PASSWORD_ENV",
+    "AgentConfig",
+    "CameraConfig",
+    "CaptureMode",
+    "HealthConfig",
+    "HeatmapPolicy",
+    "ModelConfig",
+    "MqttConfig",
+    "SamplesConfig",
+    "SpoolConfig",
+    "TlsConfig",
+    "load_config",
+]
+
+ENV_PREFIX = "EDGE_INSPECTOR__"
+PASSWORD_ENV = "EDGE_INSPECTOR_MQTT_PASSWORD"
+
+
+class CaptureMode(str, Enum):
+    """Free-running keeps the newest frame; triggered inspects one frame per ``cmd/trigger``."""
+
+    FREE_RUNNING = "free-running"
+    TRIGGERED = "triggered"
+
+
+class HeatmapPolicy(str, Enum):
+    """Which verdicts get a heatmap image on the ``heatmap`` topic."""
+
+    ALWAYS = "always"
+    DEFECTS = "defects"
+    NEVER = "never"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(_Section):
+    """Where frames come from and how they are taken."""
+
+    source: str | int = Field(
+        description="device index (0), video file, rtsp:// or http:// URL, GStreamer pipeline (with 'appsink'), "
+        "or a folder of images"
+    )
+    name: str = "cam0"
+    mode: CaptureMode = CaptureMode.FREE_RUNNING
+    fps: float = Field(5.0, gt=0, description="free-running: most frames per second to inspect")
+    roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height cut before resizing")
+    loop: bool = Field(False, description="files and folders: start again at the end (demos, soak tests)")
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_positive(cls, roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if roi is not None and (roi[0] < 0 or roi[1] < 0 or roi[2] <= 0 or roi[3] <= 0):
+            raise ValueError("roi is x, y, width, height with x, y >= 0 and width, height > 0")
+        return roi
+
+
+class ModelConfig(_Section):
+    """Which bundle runs where."""
+
+    bundle: Path
+    backend: BackendKind = BackendKind.AUTO
+    precision: Precision = Precision.INT8
+    device: str = Field("auto", description="auto | cpu | cuda | tensorrt (onnxruntime) | CPU/GPU (openvino)")
+    threads: int | None = Field(None, ge=1)
+    max_batch: int = Field(4, ge=1, le=64, description="micro-batch: frames inferred together when queued")
+    threshold: float | None = Field(None, gt=0, lt=1, description="defect threshold; default: the bundle's")
+
+
+class TlsConfig(_Section):
+    """TLS to the broker: a CA file, optionally a client certificate."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="skip host name checks (test benches only)")
+
+
+class MqttConfig(_Section):
+    """The broker and how messages are published."""
+
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = Field(None, description="default: edge-inspector-<station>")
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive_s: int = Field(30, ge=5)
+    username: str | None = None
+    password_file: Path | None = None
+    password: SecretStr | None = Field(None, exclude=True, description="filled from password_file or the environment")
+    tls: TlsConfig | None = None
+    prefix: str = "edge-inspector"
+    qos: Literal[0, 1, 2] = 1
+    heatmap: HeatmapPolicy = HeatmapPolicy.DEFECTS
+    heatmap_qos: Literal[0, 1, 2] = 0
+    commands: bool = Field(False, description="accept cmd/trigger and cmd/reload")
+    max_inflight: int = Field(20, ge=1)
+
+    @field_validator("prefix")
+    @classmethod
+    def _no_wildcards(cls, prefix: str) -> str:
+        if not prefix or any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError("prefix must be a plain topic path without wildcards or leading/trailing '/'")
+        return prefix
+
+
+class SpoolConfig(_Section):
+    """The store-and-forward queue on disk."""
+
+    path: Path = Path("/var/lib/edge-inspector/spool.sqlite")
+    max_mb: float = Field(256.0, gt=0, description="heatmaps are evicted first when full, then oldest verdicts")
+
+
+class SamplesConfig(_Section):
+    """Frames kept for engineers to label: the loop back to the trainer."""
+
+    folder: Path | None = Field(None, description="saved as <folder>/<predicted class>/<time>_<seq>.png")
+    defects: bool = True
+    low_confidence: float | None = Field(None, gt=0, lt=1, description="also keep frames under this confidence")
+    max_files: int = Field(2000, ge=1)
+
+
+class HealthConfig(_Section):
+    """Status publishing and the systemd watchdog."""
+
+    status_interval_s: float = Field(30.0, gt=0)
+    stall_after_s: float = Field(30.0, gt=0, description="no frame through inference for this long = unhealthy")
+    prometheus_port: int | None = Field(None, ge=1, le=65535)
+
+
+class AgentConfig(_Section):
+    """The whole agent."""
+
+    station: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="station id, part of every topic")
+    camera: CameraConfig
+    model: ModelConfig
+    mqtt: MqttConfig = MqttConfig()
+    spool: SpoolConfig = SpoolConfig()
+    samples: SamplesConfig = SamplesConfig()
+    health: HealthConfig = HealthConfig()
+    drain_timeout_s: float = Field(10.0, gt=0, description="SIGTERM: time to finish queued frames and flush")
+
+    @model_validator(mode="after")
+    def _relations(self) -> AgentConfig:
+        if self.camera.mode is CaptureMode.TRIGGERED and not self.mqtt.commands:
+            raise ValueError("camera.mode triggered needs mqtt.commands: true (triggers arrive on cmd/trigger)")
+        return self
+
+    @property
+    def topic_root(self) -> str:
+        """``{prefix}/{station}``."""
+        return f"{self.mqtt.prefix}/{self.station}"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _password(mqtt: dict[str, Any], environ: dict[str, str], source: str) -> str | None:
+    if "password" in mqtt:
+        raise ConfigError(
+            f"{source}: mqtt.password is not read from the file; use mqtt.password_file or ${PASSWORD_ENV}"
+        )
+    if mqtt.get("password_file"):
+        path = Path(mqtt["password_file"])
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{source}: mqtt.password_file: cannot read {path} ({exc.strerror})") from exc
+    return environ.get(PASSWORD_ENV)
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfig:
+    """Read, merge environment overrides and validate the agent's config.
+
+    Raises:
+        ConfigError: one line naming the file and the field at fault.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    values = _merge(raw, _env_overrides(environ))
+    mqtt = dict(values.get("mqtt") or {})
+    password = _password(mqtt, environ, str(path))
+    if password is not None:
+        mqtt["password"] = password
+    values["mqtt"] = mqtt
+    try:
+        return AgentConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc

@@ -1,0 +1,301 @@
+"""The agent: camera -> inference -> spool -> MQTT, until SIGTERM.
+
+Threads: capture (``Camera``), the MQTT client and its sender
+(``Publisher``), and this module's main loop, which runs inference in
+micro-batches, spools verdicts and heatmaps, publishes status, pings the
+systemd watchdog while frames move, and swaps bundles on SIGHUP or
+``cmd/reload``. One stop event, set by SIGTERM and SIGINT; shutdown runs in
+reverse order of start: stop capture, drain queued frames, flush the spool,
+publish offline, exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+from types import FrameType
+
+from edge_inspector import systemd
+from edge_inspector.backends import create_backend
+from edge_inspector.backends.base import BackendOptions
+from edge_inspector.bundle import load_bundle
+from edge_inspector.capture import Camera, CameraState, Frame, FrameMailbox, check_source
+from edge_inspector.config import AgentConfig, CaptureMode
+from edge_inspector.errors import EdgeInspectorError
+from edge_inspector.health import Health, MetricsServer
+from edge_inspector.inspector import Inspection, Inspector
+from edge_inspector.messages import Status, Trigger, Verdict, topics
+from edge_inspector.publisher import Publisher
+from edge_inspector.samples import SampleKeeper
+from edge_inspector.spool import Spool
+
+__all__ = ["Agent", "redact"]
+
+log = logging.getLogger(__name__)
+
+
+def redact(source: str | int) -> str:
+    """A camera source with any URL credentials hidden."""
+    return re.sub(r"(://)[^/@]+@", r"\1***@", str(source))
+
+
+class Agent:
+    """One inspection station."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.topics = topics(config.mqtt.prefix, config.station)
+        self.stop = threading.Event()
+        self.reload_requested = threading.Event()
+        self.triggers: queue.Queue[str] = queue.Queue()
+        self.health = Health()
+        self.inspector: Inspector | None = None
+        self.camera: Camera | None = None
+        self.publisher: Publisher | None = None
+        self.spool: Spool | None = None
+        self.samples = SampleKeeper(config.samples)
+        self._last_reload_error: str | None = None
+        self._metrics: MetricsServer | None = None
+
+    # -- model -------------------------------------------------------------
+    def _load_inspector(self) -> Inspector:
+        cfg = self.config.model
+        bundle = load_bundle(cfg.bundle)
+        backend = create_backend(
+            bundle,
+            cfg.backend,
+            cfg.precision,
+            BackendOptions(threads=cfg.threads, max_batch=cfg.max_batch, device=cfg.device),
+        )
+        try:
+            inspector = Inspector(
+                bundle, backend, roi=self.config.camera.roi, threshold=cfg.threshold, heatmap=self.config.mqtt.heatmap
+            )
+            inspector.warm_up()
+        except Exception:
+            backend.close()
+            raise
+        log.info("model %s %s on %s", bundle.manifest.model_name, bundle.manifest.model_version, backend.describe())
+        return inspector
+
+    def _reload(self) -> None:
+        self.reload_requested.clear()
+        try:
+            fresh = self._load_inspector()
+        except EdgeInspectorError as exc:
+            self._last_reload_error = str(exc)
+            self.health.add("reload_failures")
+            log.error("reload refused, the current model keeps running: %s", exc)
+        else:
+            old, self.inspector = self.inspector, fresh
+            if old is not None:
+                old.backend.close()
+            self._last_reload_error = None
+            self.health.add("reloads")
+            log.info("reloaded %s %s", fresh.model.name, fresh.model.version)
+        self._publish_status()
+
+    # -- MQTT --------------------------------------------------------------
+    def _status(self, state: str) -> bytes:
+        camera = self.camera
+        counters = self.health.snapshot()
+        if camera is not None:
+            counters.update(camera.counters.snapshot())
+        spool = {}
+        if self.spool is not None:
+            spool = {**self.spool.depth(), **{f"evicted_{k}": v for k, v in self.spool.evictions().items()}}
+        status = Status(
+            station=self.config.station,
+            state=state,  # type: ignore[arg-type]
+            at=datetime.now(timezone.utc),
+            model=self.inspector.model if self.inspector else None,
+            camera={
+                "name": self.config.camera.name,
+                "source": redact(self.config.camera.source),
+                "mode": self.config.camera.mode.value,
+                "state": camera.state.value if camera else CameraState.CONNECTING.value,
+                "reload_error": self._last_reload_error,
+            },
+            uptime_s=round(self.health.uptime(), 1),
+            counters=counters,
+            spool=spool,
+            broker_connected=bool(self.publisher and self.publisher.connected),
+        )
+        return status.model_dump_json().encode()
+
+    def _metric_values(self) -> dict[str, float]:
+        status = json.loads(self._status("online"))
+        values: dict[str, float] = {k: v for k, v in status["counters"].items()}
+        values.update({f"spool_{k}": v for k, v in status["spool"].items()})
+        values["broker_connected"] = float(status["broker_connected"])
+        values["uptime_seconds"] = status["uptime_s"]
+        values["camera_streaming"] = float(status["camera"]["state"] == CameraState.STREAMING.value)
+        return values
+
+    def _publish_status(self) -> None:
+        if self.publisher is not None:
+            self.publisher.publish_status(self._status("online"))
+
+    def _command(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics["trigger"]:
+            try:
+                trigger = Trigger.model_validate_json(payload)
+            except ValueError as exc:
+                log.warning("ignoring malformed trigger %r: %s", payload[:200], exc)
+                self.health.add("bad_commands")
+                return
+            self.triggers.put(trigger.part_id)
+        elif topic == self.topics["reload"]:
+            self.reload_requested.set()
+
+    # -- main loop ---------------------------------------------------------
+    def _handle(self, inspections: list[Inspection]) -> None:
+        assert self.spool is not None and self.inspector is not None
+        for item in inspections:
+            seq = self.spool.next_seq()
+            verdict = Verdict(
+                station=self.config.station,
+                camera=self.config.camera.name,
+                seq=seq,
+                part_id=item.frame.part_id,
+                captured_at=item.frame.captured_at,
+                label=item.label,
+                is_defect=item.is_defect,
+                score=item.score,
+                confidence=item.confidence,
+                probabilities=item.probabilities,
+                threshold=self.inspector.threshold,
+                model=self.inspector.model,
+                latency=item.latency,
+                heatmap=item.heatmap_jpeg is not None,
+            )
+            assert self.publisher is not None
+            self.publisher.enqueue("verdict", verdict.model_dump_json().encode(), seq=seq)
+            if item.heatmap_jpeg is not None:
+                self.publisher.enqueue("heatmap", item.heatmap_jpeg, seq=seq)
+            if self.samples.wanted(item.is_defect, item.confidence):
+                self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
+        self.health.inferred([i.label for i in inspections])
+
+    def _next_batch(self, mailbox: FrameMailbox, timeout: float) -> list[Frame]:
+        first = mailbox.get(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < self.config.model.max_batch:
+            more = mailbox.get_nowait()
+            if more is None:
+                break
+            batch.append(more)
+        return batch
+
+    def _inspect(self, frames: list[Frame]) -> None:
+        assert self.inspector is not None
+        try:
+            self._handle(self.inspector.inspect(frames))
+        except ValueError as exc:  # e.g. an ROI outside a frame of unexpected size
+            self.health.add("failed_frames", len(frames))
+            log.error("could not inspect %d frame(s): %s", len(frames), exc)
+
+    def _watchdog_ok(self) -> bool:
+        camera = self.camera
+        if camera is None or camera.state is CameraState.ENDED:
+            return True
+        if self.config.camera.mode is CaptureMode.TRIGGERED:
+            return camera.is_alive()
+        return self.health.idle_for() < self.config.health.stall_after_s
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            self.stop.set()
+
+        def reload(_signum: int, _frame: FrameType | None) -> None:
+            self.reload_requested.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit code.
+
+        Raises:
+            EdgeInspectorError: start-up failed (bad bundle, source, broker settings).
+        """
+        self._install_signals()
+        check_source(self.config.camera)
+        self.inspector = self._load_inspector()
+        self.spool = Spool(self.config.spool.path, max_bytes=int(self.config.spool.max_mb * 1024 * 1024))
+        mailbox = FrameMailbox(latest=self.config.camera.mode is CaptureMode.FREE_RUNNING)
+        offline = self._status("offline")
+        self.publisher = Publisher(
+            self.config.mqtt,
+            station=self.config.station,
+            spool=self.spool,
+            client_id=self.config.mqtt.client_id or f"edge-inspector-{self.config.station}",
+            on_command=self._command if self.config.mqtt.commands else None,
+            status_offline=offline,
+            on_connected=self._publish_status,
+        )
+        try:
+            if self.config.health.prometheus_port is not None:
+                self._metrics = MetricsServer(self.config.health.prometheus_port, self._metric_values)
+            self.publisher.start()
+            self.camera = Camera(self.config.camera, mailbox, self.stop, self.triggers)
+            self.camera.start()
+            systemd.ready()
+            self._loop(mailbox)
+        finally:
+            self._shutdown(mailbox)
+        return 0
+
+    def _loop(self, mailbox: FrameMailbox) -> None:
+        watchdog = systemd.watchdog_interval()
+        next_status = time.monotonic() + self.config.health.status_interval_s
+        next_ping = time.monotonic()
+        while not self.stop.is_set():
+            if self.reload_requested.is_set():
+                self._reload()
+            frames = self._next_batch(mailbox, timeout=0.2)
+            if frames:
+                self._inspect(frames)
+            now = time.monotonic()
+            if now >= next_status:
+                self._publish_status()
+                next_status = now + self.config.health.status_interval_s
+            if watchdog is not None and now >= next_ping and self._watchdog_ok():
+                systemd.watchdog_ping()
+                next_ping = now + watchdog
+
+    def _shutdown(self, mailbox: FrameMailbox) -> None:
+        systemd.stopping()
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        self.stop.set()
+        if self.camera is not None:
+            self.camera.join(timeout=max(0.1, deadline - time.monotonic()))
+        while self.inspector is not None and self.spool is not None and time.monotonic() < deadline:
+            frames = self._next_batch(mailbox, timeout=0.0)
+            if not frames:
+                break
+            self._inspect(frames)
+        if self.publisher is not None:
+            if not self.publisher.flush(max(0.1, deadline - time.monotonic())):
+                log.warning(
+                    "stopping with %s still spooled; it is sent after the next start",
+                    self.spool.depth() if self.spool else {},
+                )
+            self.publisher.stop(timeout=max(1.0, deadline - time.monotonic()), final_status=self._status("offline"))
+        if self._metrics is not None:
+            self._metrics.close()
+        if self.spool is not None:
+            self.spool.close()
+        if self.inspector is not None:
+            self.inspector.backend.close()
+        log.info("stopped: %s", json.dumps(self.health.snapshot()))

@@ -1,0 +1,143 @@
+"""From frames to verdicts: ROI, resize and crop, inference, probabilities, heatmaps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_inspector.backends import Backend
+from edge_inspector.bundle import Bundle
+from edge_inspector.capture import Frame
+from edge_inspector.config import HeatmapPolicy
+from edge_inspector.heatmap import overlay_heatmap
+from edge_inspector.messages import Latency, ModelRef
+from edge_inspector.preprocess import crop_box, crop_roi, resize_and_crop
+
+__all__ = ["Inspection", "Inspector", "softmax"]
+
+JPEG_QUALITY = 85
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, numerically stable."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What one frame turned out to be (before it gets a ``seq``)."""
+
+    frame: Frame
+    label: str
+    is_defect: bool
+    score: float
+    confidence: float
+    probabilities: dict[str, float]
+    latency: Latency
+    heatmap_jpeg: bytes | None
+    roi_image: np.ndarray
+
+
+class Inspector:
+    """Runs a backend on frames and turns its outputs into inspections."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend: Backend,
+        *,
+        roi: tuple[int, int, int, int] | None,
+        threshold: float | None,
+        heatmap: HeatmapPolicy,
+    ) -> None:
+        manifest = bundle.manifest
+        self.bundle = bundle
+        self.backend = backend
+        self.roi = roi
+        self.classes = manifest.classes
+        self.ok_index = manifest.classes.index(manifest.ok_class) if manifest.ok_class in manifest.classes else None
+        self.threshold = threshold if threshold is not None else manifest.threshold
+        self.heatmap = heatmap
+        info = backend.describe()
+        variant = manifest.variants[info["variant"]] if info.get("variant") in manifest.variants else None
+        self.model = ModelRef(
+            name=manifest.model_name,
+            version=manifest.model_version,
+            sha256=bundle.sha256(variant.file) if variant else "",
+            backend=info["backend"],
+            precision=info["precision"],
+        )
+
+    def warm_up(self) -> None:
+        """One inference on a blank frame, so the first real frame is not slow."""
+        size = self.bundle.manifest.input.size
+        self.backend.infer(np.zeros((1, size, size, 3), np.uint8))
+
+    def inspect(self, frames: Sequence[Frame]) -> list[Inspection]:
+        """Inspect a micro-batch of frames."""
+        spec = self.bundle.manifest.input
+        started = time.perf_counter()
+        rois = [crop_roi(frame.image, self.roi) for frame in frames]
+        batch = np.stack([resize_and_crop(roi, spec) for roi in rois])
+        prepared = time.perf_counter()
+        output = self.backend.infer(batch)
+        inferred = time.perf_counter()
+        probs = softmax(output.logits.astype(np.float64))
+        results = []
+        for i, frame in enumerate(frames):
+            post_start = time.perf_counter()
+            label, score, is_defect = self._decide(probs[i])
+            jpeg = None
+            if self.heatmap is HeatmapPolicy.ALWAYS or (self.heatmap is HeatmapPolicy.DEFECTS and is_defect):
+                jpeg = self._heatmap(rois[i], output.cam[i, self.classes.index(label)])
+            done = time.perf_counter()
+            results.append(
+                Inspection(
+                    frame=frame,
+                    label=label,
+                    is_defect=bool(is_defect),
+                    score=min(max(score, 0.0), 1.0),
+                    confidence=float(probs[i, self.classes.index(label)]),
+                    probabilities={name: round(float(p), 6) for name, p in zip(self.classes, probs[i], strict=True)},
+                    latency=Latency(
+                        preprocess_ms=round((prepared - started) * 1000 / len(frames), 3),
+                        inference_ms=round((inferred - prepared) * 1000, 3),
+                        postprocess_ms=round((done - post_start) * 1000, 3),
+                        total_ms=round((time.monotonic() - frame.monotonic) * 1000, 3),
+                        batch=len(frames),
+                    ),
+                    heatmap_jpeg=jpeg,
+                    roi_image=rois[i],
+                )
+            )
+        return results
+
+    def _decide(self, probs: np.ndarray) -> tuple[str, float, bool]:
+        """(label, P(defect), is_defect): a defect names its likeliest defect class."""
+        if self.ok_index is None:  # no "ok" class: every class is a finding
+            predicted = int(probs.argmax())
+            return self.classes[predicted], float(probs[predicted]), True
+        score = float(1.0 - probs[self.ok_index])
+        if score < self.threshold:
+            return self.classes[self.ok_index], score, False
+        defect_probs = probs.copy()
+        defect_probs[self.ok_index] = -1.0
+        return self.classes[int(defect_probs.argmax())], score, True
+
+    def _heatmap(self, roi: np.ndarray, cam: np.ndarray) -> bytes:
+        """Blend the class map over the part of the ROI the model saw; JPEG bytes."""
+        x0, y0, x1, y1 = crop_box(roi.shape[0], roi.shape[1], self.bundle.manifest.input)
+        picture = roi.copy()
+        picture[y0:y1, x0:x1] = overlay_heatmap(np.ascontiguousarray(roi[y0:y1, x0:x1]), cam)
+        ok, encoded = cv2.imencode(
+            ".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        )
+        if not ok:
+            raise RuntimeError("JPEG encoding of the heatmap failed")
+        return encoded.tobytes()

@@ -1,0 +1,109 @@
+"""Contract 2: the MQTT messages, versioned pydantic models.
+
+Topics under ``{prefix}/{station}``: ``status`` (retained), ``verdict``,
+``heatmap`` (JPEG bytes; MQTT v5 properties carry content type and ``seq``),
+``cmd/trigger`` and ``cmd/reload`` (inbound, when enabled).
+``edge-inspector schema`` prints the JSON Schemas for MES integrators.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Latency",
+    "ModelRef",
+    "Status",
+    "Trigger",
+    "Verdict",
+    "message_schemas",
+    "topics",
+]
+
+SCHEMA_VERSION = 1
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(_Message):
+    """Which model produced a verdict."""
+
+    name: str
+    version: str
+    sha256: str = Field(description="sha256 of the model file that ran")
+    backend: str
+    precision: str
+
+
+class Latency(_Message):
+    """Where the time went, in milliseconds."""
+
+    preprocess_ms: float
+    inference_ms: float = Field(description="the batch's inference time (shared by the frames of a micro-batch)")
+    postprocess_ms: float
+    total_ms: float = Field(description="capture to verdict")
+    batch: int = Field(ge=1, description="frames inferred together")
+
+
+class Verdict(_Message):
+    """The inspection result of one frame (topic ``verdict``, QoS 1)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    station: str
+    camera: str
+    seq: int = Field(ge=1, description="monotonic per station, survives restarts; use it to drop duplicates")
+    part_id: str | None = Field(None, description="from cmd/trigger in triggered mode")
+    captured_at: datetime = Field(description="UTC, ISO 8601")
+    label: str
+    is_defect: bool
+    score: float = Field(ge=0, le=1, description="P(defect) = 1 - P(ok class)")
+    confidence: float = Field(ge=0, le=1, description="probability of the predicted label")
+    probabilities: dict[str, float]
+    threshold: float
+    model: ModelRef
+    latency: Latency
+    heatmap: bool = Field(description="whether a heatmap with this seq is published on the heatmap topic")
+
+
+class Status(_Message):
+    """Agent health (topic ``status``, QoS 1, retained; the broker publishes ``offline`` as last will)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    station: str
+    state: Literal["online", "offline"]
+    at: datetime
+    model: ModelRef | None = None
+    camera: dict[str, Any] = Field(default_factory=dict, description="source, state, reconnects")
+    uptime_s: float = 0.0
+    counters: dict[str, int] = Field(default_factory=dict)
+    spool: dict[str, int] = Field(default_factory=dict)
+    broker_connected: bool = True
+
+
+class Trigger(_Message):
+    """Inbound ``cmd/trigger``: inspect the next frame for this part."""
+
+    part_id: str = Field(min_length=1, max_length=200)
+
+
+def topics(prefix: str, station: str) -> dict[str, str]:
+    """Every topic of a station."""
+    root = f"{prefix}/{station}"
+    return {
+        "status": f"{root}/status",
+        "verdict": f"{root}/verdict",
+        "heatmap": f"{root}/heatmap",
+        "trigger": f"{root}/cmd/trigger",
+        "reload": f"{root}/cmd/reload",
+    }
+
+
+def message_schemas() -> dict[str, Any]:
+    """JSON Schemas of the messages, by name."""
+    return {model.__name__: model.model_json_schema() for model in (Verdict, Status, Trigger)}

@@ -1,0 +1,344 @@
+"""Store and forward: verdicts and heatmaps wait on disk until the broker has them.
+
+One SQLite file in WAL mode. A verdict is written here before it is published
+and deleted only when the broker acknowledges it, so a crash, a power cut or a
+broker outage loses nothing that was spooled. Rows are read back in ``id``
+order, which is the order they were written (a verdict before its heatmap).
+
+The spool is bounded by the bytes of its payloads. When a new message does not
+fit, the oldest heatmaps go first, then the oldest verdicts; every eviction is
+counted per kind, persisted and logged at WARNING.
+
+``synchronous=FULL``: in WAL mode ``NORMAL`` is safe against a crash of the
+process but may lose the last commits on a power cut, which on a production
+line is an ordinary event. Losing a commit would lose a verdict or, worse, hand
+out a ``seq`` twice, and the MES drops a repeated ``seq`` as a duplicate. One
+fsync per commit is cheap at inspection rates.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from edge_inspector.errors import EdgeInspectorError
+
+__all__ = ["KINDS", "Kind", "Spool", "SpoolError", "SpoolItem"]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["verdict", "heatmap"]
+KINDS: tuple[Kind, ...] = ("verdict", "heatmap")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq          INTEGER NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('verdict', 'heatmap')),
+    topic        TEXT NOT NULL,
+    payload      BLOB NOT NULL,
+    qos          INTEGER NOT NULL,
+    retain       INTEGER NOT NULL,
+    content_type TEXT,
+    created      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_kind ON messages (kind, id);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0), ('evicted_verdict', 0), ('evicted_heatmap', 0);
+"""
+# AUTOINCREMENT: ids are never reused, even after the table empties, so a
+# reader that remembers the last id it saw (``pending(after_id=...)``) never
+# misses a new row.
+
+
+class SpoolError(EdgeInspectorError):
+    """The spool cannot be opened or written (unwritable folder, full disk, corrupt file)."""
+
+
+@dataclass(frozen=True)
+class SpoolItem:
+    """One spooled message, as read back for publishing."""
+
+    id: int
+    seq: int
+    kind: Kind
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    content_type: str | None
+    created: float
+
+
+class Spool:
+    """A bounded, persistent FIFO of outgoing MQTT messages.
+
+    Thread-safe: one connection shared by all threads behind a lock. Use as a
+    context manager or call :meth:`close`.
+
+    Args:
+        path: the SQLite file; its folder is created when missing.
+        max_bytes: most payload bytes kept; older messages are evicted beyond it.
+
+    Raises:
+        SpoolError: the file cannot be created or opened.
+        ValueError: ``max_bytes`` is not positive.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"spool {self.path}: cannot create its folder ({exc.strerror or exc})") from exc
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"spool {self.path}: cannot open ({exc}); is the folder writable?") from exc
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise SpoolError(f"spool {self.path}: the file system does not support WAL (got {mode!r})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            self._bytes = int(conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0])
+        except sqlite3.Error as exc:
+            conn.close()
+            raise SpoolError(f"spool {self.path}: cannot initialise ({exc})") from exc
+        except SpoolError:
+            conn.close()
+            raise
+        self._conn = conn
+        depth = self.depth()
+        if depth["verdicts"] or depth["heatmaps"]:
+            log.info(
+                "spool %s holds %d verdict(s) and %d heatmap(s) from before; they are sent first",
+                self.path,
+                depth["verdicts"],
+                depth["heatmaps"],
+            )
+
+    # -- context manager ---------------------------------------------------
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file; later calls raise :class:`SpoolError`. Idempotent."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- internals ---------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise SpoolError(f"spool {self.path} is closed")
+        return self._conn
+
+    def _fail(self, what: str, exc: sqlite3.Error) -> SpoolError:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.debug("rollback after a failed %s also failed", what, exc_info=True)
+        return SpoolError(f"spool {self.path}: {what} failed: {exc}")
+
+    # -- writing -----------------------------------------------------------
+    def next_seq(self) -> int:
+        """The next message sequence number: monotonic, persisted before it is returned.
+
+        Raises:
+            SpoolError: the file cannot be written.
+        """
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")
+                seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._fail("next_seq", exc) from exc
+            return seq
+
+    def put(
+        self,
+        kind: Kind,
+        topic: str,
+        payload: bytes,
+        *,
+        seq: int,
+        qos: int,
+        retain: bool = False,
+        content_type: str | None = None,
+    ) -> int:
+        """Append a message, evicting older ones when the spool is full.
+
+        Heatmaps are evicted before verdicts, oldest first; each eviction is
+        counted (see :meth:`evictions`) and logged at WARNING.
+
+        Returns:
+            The row id, which :meth:`ack` takes.
+
+        Raises:
+            SpoolError: the file cannot be written (e.g. the disk is full), or
+                the payload alone is larger than ``max_bytes``.
+            ValueError: ``kind`` or ``qos`` is not valid.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
+        size = len(payload)
+        if size > self.max_bytes:
+            raise SpoolError(
+                f"spool {self.path}: a {kind} of {size} bytes cannot fit in max_bytes={self.max_bytes}; "
+                "raise spool.max_mb"
+            )
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                evicted, freed = self._make_room(conn, size)
+                row_id = conn.execute(
+                    "INSERT INTO messages (seq, kind, topic, payload, qos, retain, content_type, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, kind, topic, bytes(payload), qos, int(retain), content_type, time.time()),
+                ).lastrowid
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._fail(f"writing {kind} seq={seq}", exc) from exc
+            self._bytes += size - freed
+        if any(evicted.values()):
+            log.warning(
+                "spool full (%d bytes max): evicted %d heatmap(s) and %d verdict(s) to keep seq=%d",
+                self.max_bytes,
+                evicted["heatmap"],
+                evicted["verdict"],
+                seq,
+            )
+        assert row_id is not None
+        return int(row_id)
+
+    def _make_room(self, conn: sqlite3.Connection, size: int) -> tuple[dict[str, int], int]:
+        """Delete the oldest rows (heatmaps first) until ``size`` more bytes fit; inside a transaction."""
+        evicted = dict.fromkeys(KINDS, 0)
+        freed = 0
+        for kind in ("heatmap", "verdict"):
+            while self._bytes - freed + size > self.max_bytes:
+                row = conn.execute(
+                    "SELECT id, LENGTH(payload) FROM messages WHERE kind = ? ORDER BY id LIMIT 1", (kind,)
+                ).fetchone()
+                if row is None:
+                    break
+                conn.execute("DELETE FROM messages WHERE id = ?", (row[0],))
+                freed += int(row[1])
+                evicted[kind] += 1
+        for kind, count in evicted.items():
+            if count:
+                conn.execute("UPDATE meta SET value = value + ? WHERE key = ?", (count, f"evicted_{kind}"))
+        return evicted, freed
+
+    def ack(self, row_id: int) -> bool:
+        """Delete a delivered row.
+
+        Returns:
+            False when the row was already gone (acknowledged twice, or evicted).
+
+        Raises:
+            SpoolError: the file cannot be written.
+        """
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute("SELECT LENGTH(payload) FROM messages WHERE id = ?", (row_id,)).fetchone()
+                if row is not None:
+                    conn.execute("DELETE FROM messages WHERE id = ?", (row_id,))
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._fail(f"ack of row {row_id}", exc) from exc
+            if row is None:
+                return False
+            self._bytes -= int(row[0])
+            return True
+
+    # -- reading -----------------------------------------------------------
+    def pending(self, limit: int, after_id: int = 0) -> list[SpoolItem]:
+        """Up to ``limit`` rows with ``id > after_id``, oldest first.
+
+        Raises:
+            SpoolError: the file cannot be read.
+        """
+        with self._lock:
+            conn = self._db()
+            try:
+                rows = conn.execute(
+                    "SELECT id, seq, kind, topic, payload, qos, retain, content_type, created"
+                    " FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+                    (after_id, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail("reading pending rows", exc) from exc
+        return [
+            SpoolItem(
+                id=r[0],
+                seq=r[1],
+                kind=r[2],
+                topic=r[3],
+                payload=bytes(r[4]),
+                qos=r[5],
+                retain=bool(r[6]),
+                content_type=r[7],
+                created=r[8],
+            )
+            for r in rows
+        ]
+
+    def depth(self) -> dict[str, int]:
+        """What waits: ``verdicts``, ``heatmaps`` and payload ``bytes``."""
+        with self._lock:
+            conn = self._db()
+            try:
+                counts = dict(conn.execute("SELECT kind, COUNT(*) FROM messages GROUP BY kind").fetchall())
+            except sqlite3.Error as exc:
+                raise self._fail("counting rows", exc) from exc
+            return {
+                "verdicts": int(counts.get("verdict", 0)),
+                "heatmaps": int(counts.get("heatmap", 0)),
+                "bytes": self._bytes,
+            }
+
+    def evictions(self) -> dict[str, int]:
+        """Messages evicted to make room since the file was created: ``verdicts`` and ``heatmaps``."""
+        with self._lock:
+            conn = self._db()
+            try:
+                meta = dict(
+                    conn.execute(
+                        "SELECT key, value FROM meta WHERE key IN ('evicted_verdict', 'evicted_heatmap')"
+                    ).fetchall()
+                )
+            except sqlite3.Error as exc:
+                raise self._fail("reading eviction counters", exc) from exc
+        return {"verdicts": int(meta.get("evicted_verdict", 0)), "heatmaps": int(meta.get("evicted_heatmap", 0))}

@@ -1,0 +1,91 @@
+"""Config files: valid ones load, each kind of mistake gives one clear line naming file and field."""
+
+from pathlib import Path
+
+import pytest
+
+from edge_inspector.cli import main
+from edge_inspector.config import CaptureMode, HeatmapPolicy, load_config
+from edge_inspector.errors import ConfigError
+
+GOOD = """
+station: line3-aoi
+camera:
+  source: rtsp://cam.local/stream
+  roi: [100, 50, 640, 480]
+model:
+  bundle: /opt/edge-inspector/bundles/pcb
+mqtt:
+  host: broker.local
+  username: aoi
+  password_file: {password}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def password(tmp_path: Path) -> Path:
+    path = tmp_path / "mqtt.pw"
+    path.write_text("s3cret\n")
+    return path
+
+
+def test_good_config_with_defaults(tmp_path: Path, password: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD.format(password=password)), environ={})
+    assert config.station == "line3-aoi" and config.camera.roi == (100, 50, 640, 480)
+    assert config.camera.mode is CaptureMode.FREE_RUNNING and config.mqtt.heatmap is HeatmapPolicy.DEFECTS
+    assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(config) and "s3cret" not in config.model_dump_json()
+    assert config.topic_root == "edge-inspector/line3-aoi"
+
+
+def test_environment_overrides_fields(tmp_path: Path, password: Path) -> None:
+    environ = {
+        "EDGE_INSPECTOR__MQTT__HOST": "10.1.1.9",
+        "EDGE_INSPECTOR__MQTT__PORT": "8883",
+        "EDGE_INSPECTOR__CAMERA__FPS": "2.5",
+        "EDGE_INSPECTOR_MQTT_PASSWORD": "from-env",
+    }
+    text = GOOD.format(password=password).replace(f"  password_file: {password}\n", "")
+    config = load_config(_write(tmp_path, text), environ=environ)
+    assert (config.mqtt.host, config.mqtt.port, config.camera.fps) == ("10.1.1.9", 8883, 2.5)
+    assert config.mqtt.password.get_secret_value() == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("station: a\ncamera: {source: 0}\n", "model: Field required"),
+        ("station: 'bad station!'\ncamera: {source: 0}\nmodel: {bundle: /b}\n", "station: String should match"),
+        ("station: a\ncamera: {source: 0, fps: -1}\nmodel: {bundle: /b}\n", "camera.fps"),
+        ("station: a\ncamera: {source: 0, roi: [0, 0, 0, 10]}\nmodel: {bundle: /b}\n", "camera.roi"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b, precision: int4}\n", "model.precision"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nmqtt: {prot: 1883}\n", "mqtt.prot: Extra inputs"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nmqtt: {prefix: 'a/#'}\n", "mqtt.prefix"),
+        ("station: a\ncamera: {source: 0, mode: triggered}\nmodel: {bundle: /b}\n", "needs mqtt.commands"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nmqtt: {password: x}\n", "not read from the file"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nmqtt: {password_file: /nope}\n", "cannot read /nope"),
+        ("station: [unclosed\n", "not valid YAML"),
+        ("- just\n- a list\n", "mapping of settings"),
+    ],
+)
+def test_bad_configs_name_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    message = str(info.value)
+    assert message.startswith(str(path)) and expected in message and "\n" not in message
+
+
+def test_check_config_cli(tmp_path: Path, password: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _write(tmp_path, GOOD.format(password=password))
+    assert main(["check-config", str(good)]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edge-inspector: error:") and "config file not found" in err and "Traceback" not in err

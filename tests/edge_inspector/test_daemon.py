@@ -1,0 +1,208 @@
+"""The agent end to end: a real Mosquitto, a real video, the daemon as a real process."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from mqtt_broker import MosquittoBroker, Received, Subscriber
+
+from deploy.broker import free_port
+from edge_inspector.bundle import load_bundle, write_manifest
+from edge_inspector.messages import Status, Verdict
+from trainer.synth.video import render_frames, write_video
+
+STATION = "aoi-7"
+
+
+def _video(tmp_path: Path, count: int, name: str = "line.avi") -> Path:
+    frames, _ = render_frames(count, size=64, seed=5, frame_size=128)
+    return write_video(tmp_path / name, frames)
+
+
+def _config(tmp_path: Path, bundle: Path, broker: MosquittoBroker, source: Path, **sections: dict) -> Path:
+    config = {
+        "station": STATION,
+        "camera": {"source": str(source), "fps": 10},
+        "model": {"bundle": str(bundle), "backend": "onnxruntime", "precision": "int8", "device": "cpu", "threads": 1},
+        "mqtt": {"host": broker.host, "port": broker.port, "heatmap": "always", "heatmap_qos": 1},
+        "spool": {"path": str(tmp_path / "spool.sqlite")},
+        "health": {"status_interval_s": 1},
+        "drain_timeout_s": 10,
+    }
+    for key, values in sections.items():
+        config[key] = {**config.get(key, {}), **values}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _start(config: Path, tmp_path: Path) -> subprocess.Popen:
+    log = (tmp_path / "agent.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(config)], stdout=log, stderr=log
+    )
+
+
+def _stop(agent: subprocess.Popen, tmp_path: Path) -> int:
+    agent.send_signal(signal.SIGTERM)
+    try:
+        return agent.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        pytest.fail("agent did not stop within 30 s of SIGTERM:\n" + (tmp_path / "agent.log").read_text()[-3000:])
+
+
+def _verdicts(messages: list[Received]) -> list[Verdict]:
+    return [Verdict.model_validate_json(m.payload) for m in messages if m.topic.endswith("/verdict")]
+
+
+def _statuses(messages: list[Received]) -> list[Status]:
+    return [Status.model_validate_json(m.payload) for m in messages if m.topic.endswith("/status")]
+
+
+def test_video_to_mqtt_end_to_end(tmp_path: Path, bundle_dir: Path) -> None:
+    metrics_port = free_port()
+    with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
+        config = _config(tmp_path, bundle_dir, broker, _video(tmp_path, 14), health={"prometheus_port": metrics_port})
+        agent = _start(config, tmp_path)
+        try:
+            sub.wait_until(lambda ms: len(_verdicts(ms)) >= 14, timeout=60)
+            sub.wait_until(lambda ms: any(s.camera["state"] == "ended" for s in _statuses(ms)), timeout=10)
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+                metrics = response.read().decode()
+            assert "edge_inspector_inferred 14.0" in metrics and "edge_inspector_broker_connected 1.0" in metrics
+            assert _stop(agent, tmp_path) == 0
+        finally:
+            agent.kill()
+        received = sub.wait_until(lambda ms: any(s.state == "offline" for s in _statuses(ms)), timeout=10)
+
+    verdicts = _verdicts(received)
+    assert [v.seq for v in verdicts] == list(range(1, 15))
+    assert all(v.station == STATION and v.camera == "cam0" and v.part_id is None for v in verdicts)
+    manifest = load_bundle(bundle_dir).manifest
+    for v in verdicts:
+        assert set(v.probabilities) == set(manifest.classes) and abs(sum(v.probabilities.values()) - 1) < 1e-3
+        assert v.model.name == "tiny" and v.model.precision == "int8" and v.model.backend == "onnxruntime"
+        assert v.model.sha256 == manifest.files["model.int8.u8s8.onnx"].sha256
+        assert v.is_defect == (v.score >= v.threshold) and v.heatmap
+    heatmaps = [m for m in received if m.topic.endswith("/heatmap")]
+    assert len(heatmaps) == 14
+    for message, verdict in zip(heatmaps, verdicts, strict=True):
+        assert message.properties["ContentType"] == "image/jpeg"
+        assert ["seq", str(verdict.seq)] in [list(p) for p in message.properties["UserProperty"]]
+        picture = cv2.imdecode(np.frombuffer(message.payload, np.uint8), cv2.IMREAD_COLOR)
+        assert picture.shape == (128, 128, 3)
+    statuses = _statuses(received)
+    assert statuses[0].state == "online" and statuses[0].model is not None
+    final = statuses[-1]
+    assert final.state == "offline" and final.counters["inferred"] == 14
+    assert final.counters["captured"] == 14 and final.counters["dropped"] == 0
+    assert final.camera["state"] == "ended" and final.spool["verdicts"] == 0
+
+
+def test_triggered_mode_carries_part_ids(tmp_path: Path, bundle_dir: Path) -> None:
+    with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/verdict") as sub:
+        config = _config(
+            tmp_path, bundle_dir, broker, _video(tmp_path, 10), camera={"mode": "triggered"}, mqtt={"commands": True}
+        )
+        agent = _start(config, tmp_path)
+        try:
+            trigger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            trigger.connect(broker.host, broker.port)
+            trigger.loop_start()
+            time.sleep(3)  # the agent subscribes to cmd/trigger once connected
+            for part in ("PCB-001", "PCB-002", "not json", "PCB-003"):
+                payload = part if part == "not json" else json.dumps({"part_id": part})
+                trigger.publish(f"edge-inspector/{STATION}/cmd/trigger", payload, qos=1).wait_for_publish(5)
+            received = sub.wait_for(3, timeout=30)
+            trigger.loop_stop()
+            trigger.disconnect()
+            assert _stop(agent, tmp_path) == 0
+        finally:
+            agent.kill()
+    verdicts = _verdicts(received)
+    assert [v.part_id for v in verdicts] == ["PCB-001", "PCB-002", "PCB-003"]
+    assert "ignoring malformed trigger" in (tmp_path / "agent.log").read_text()
+
+
+def test_broker_outage_loses_no_verdict(tmp_path: Path, bundle_dir: Path) -> None:
+    topic = f"edge-inspector/{STATION}/verdict"
+    with (
+        MosquittoBroker(persistence=True) as broker,
+        Subscriber(broker.host, broker.port, topic, session_expiry=600) as sub,
+    ):
+        agent = _start(_config(tmp_path, bundle_dir, broker, _video(tmp_path, 40), camera={"fps": 8}), tmp_path)
+        try:
+            sub.wait_for(5, timeout=60)
+            broker.stop()
+            time.sleep(2.5)  # about 20 frames inspected while the broker is away: they wait in the spool
+            broker.start()
+            received = sub.wait_until(lambda ms: {v.seq for v in _verdicts(ms)} >= set(range(1, 41)), timeout=90)
+            assert _stop(agent, tmp_path) == 0
+        finally:
+            agent.kill()
+    seqs = [v.seq for v in _verdicts(received)]
+    first_seen = list(dict.fromkeys(seqs))
+    assert first_seen == list(range(1, 41))  # every verdict, in order (QoS 1 may repeat one, never reorder)
+
+
+def test_reload_good_and_corrupt_bundle(tmp_path: Path, bundle_dir: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
+        config = _config(
+            tmp_path, bundle, broker, _video(tmp_path, 6), camera={"loop": True, "fps": 5}, mqtt={"commands": True}
+        )
+        agent = _start(config, tmp_path)
+        try:
+            sub.wait_until(lambda ms: len(_verdicts(ms)) >= 2, timeout=60)
+            manifest = load_bundle(bundle).manifest
+            write_manifest(bundle, manifest.model_copy(update={"model_version": "2.0.0"}))
+            agent.send_signal(signal.SIGHUP)
+            sub.wait_until(lambda ms: any(v.model.version == "2.0.0" for v in _verdicts(ms)), timeout=30)
+
+            model_file = bundle / "model.int8.u8s8.onnx"
+            data = bytearray(model_file.read_bytes())
+            data[len(data) // 3] ^= 0xFF
+            model_file.write_bytes(bytes(data))
+            reloader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            reloader.connect(broker.host, broker.port)
+            reloader.loop_start()
+            reloader.publish(f"edge-inspector/{STATION}/cmd/reload", b"{}", qos=1).wait_for_publish(5)
+            received = sub.wait_until(lambda ms: any(s.camera.get("reload_error") for s in _statuses(ms)), timeout=30)
+            count = len(_verdicts(received))
+            received = sub.wait_until(lambda ms: len(_verdicts(ms)) >= count + 3, timeout=30)  # still inspecting
+            reloader.loop_stop()
+            reloader.disconnect()
+            assert _stop(agent, tmp_path) == 0
+        finally:
+            agent.kill()
+    refused = next(s for s in _statuses(received) if s.camera.get("reload_error"))
+    assert "model.int8.u8s8.onnx: sha256 mismatch" in refused.camera["reload_error"]
+    assert refused.model is not None and refused.model.version == "2.0.0"
+    assert _verdicts(received)[-1].model.version == "2.0.0"
+    assert refused.counters["reloads"] == 1 and refused.counters["reload_failures"] == 1
+
+
+def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("station: x\ncamera: {source: 0}\nmodel: {bundle: /nowhere}\nmqtt: {port: 99999}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(bad)], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "mqtt.port" in run.stderr and "Traceback" not in run.stderr
+    bad.write_text(f"station: x\ncamera: {{source: {tmp_path}}}\nmodel: {{bundle: {tmp_path / 'nowhere'}}}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(bad)], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "bundle directory not found" in run.stderr and "Traceback" not in run.stderr

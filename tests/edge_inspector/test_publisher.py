@@ -1,0 +1,281 @@
+"""The publisher against a real Mosquitto broker and a real SQLite spool."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.publish as mqtt_publish
+import pytest
+from mqtt_broker import MosquittoBroker, Received, Subscriber
+
+from edge_inspector.config import MqttConfig, TlsConfig
+from edge_inspector.errors import ConfigError
+from edge_inspector.publisher import Publisher
+from edge_inspector.spool import Spool
+
+REPO = Path(__file__).resolve().parents[2]
+ROOT = "test/s1"
+WILL = b'{"state": "offline", "by": "will"}'
+
+
+@pytest.fixture
+def broker() -> Iterator[MosquittoBroker]:
+    with MosquittoBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    with Spool(tmp_path / "spool.sqlite", max_bytes=1 << 20) as opened:
+        yield opened
+
+
+def _config(broker: MosquittoBroker, **overrides: Any) -> MqttConfig:
+    return MqttConfig(host=broker.host, port=broker.port, prefix="test", **overrides)
+
+
+def _publisher(broker: MosquittoBroker, spool: Spool, **kwargs: Any) -> Publisher:
+    config = kwargs.pop("config", None) or _config(broker)
+    kwargs.setdefault("status_offline", WILL)
+    return Publisher(config, station="s1", spool=spool, **kwargs)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _seqs(messages: list[Received], topic: str = f"{ROOT}/verdict") -> list[int]:
+    return [json.loads(m.payload)["seq"] for m in messages if m.topic == topic]
+
+
+def _put(spool: Spool, kind: str, payload: bytes, seq: int) -> None:
+    """What the agent does: spool with the station's topic, QoS and content type."""
+    qos, content_type = (1, "application/json") if kind == "verdict" else (0, "image/jpeg")
+    spool.put(kind, f"{ROOT}/{kind}", payload, seq=seq, qos=qos, content_type=content_type)  # type: ignore[arg-type]
+
+
+def _spool_verdicts(publisher: Publisher, spool: Spool, count: int) -> list[int]:
+    seqs = []
+    for _ in range(count):
+        seq = spool.next_seq()
+        _put(spool, "verdict", json.dumps({"seq": seq}).encode(), seq)
+        publisher.notify()
+        seqs.append(seq)
+    return seqs
+
+
+def test_spooled_messages_arrive_in_order_with_properties(broker: MosquittoBroker, spool: Spool) -> None:
+    publisher = _publisher(broker, spool)
+    expected = []
+    for _ in range(5):  # spooled before the publisher starts, as after a restart
+        seq = spool.next_seq()
+        _put(spool, "verdict", json.dumps({"seq": seq}).encode(), seq)
+        expected.append(("verdict", seq))
+        if seq % 2:
+            _put(spool, "heatmap", b"\xff\xd8jpeg" + bytes([seq]), seq)
+            expected.append(("heatmap", seq))
+    with Subscriber(broker.host, broker.port, f"{ROOT}/+") as sub, publisher:
+        got = sub.wait_for(len(expected))
+        assert publisher.flush(5.0)
+    kinds = [
+        ("verdict", json.loads(m.payload)["seq"]) if m.topic.endswith("verdict") else ("heatmap", m.payload[-1])
+        for m in got
+    ]
+    assert kinds == expected
+    heatmap = next(m for m in got if m.topic == f"{ROOT}/heatmap")
+    assert heatmap.properties["ContentType"] == "image/jpeg"
+    assert heatmap.properties["UserProperty"] == [("seq", "1")]
+    verdict = next(m for m in got if m.topic == f"{ROOT}/verdict")
+    assert verdict.properties["ContentType"] == "application/json"
+    assert verdict.qos == 1
+    assert spool.depth() == {"verdicts": 0, "heatmaps": 0, "bytes": 0}
+    stats = publisher.stats()
+    assert stats["published"] == stats["acked"] == len(expected)
+    assert stats["inflight"] == 0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_window_of_one_keeps_order(broker: MosquittoBroker, spool: Spool, protocol: str) -> None:
+    config = _config(broker, max_inflight=1, protocol=protocol)
+    with (
+        Subscriber(broker.host, broker.port, f"{ROOT}/verdict") as sub,
+        _publisher(broker, spool, config=config) as pub,
+    ):
+        assert _wait(lambda: pub.connected)
+        seqs = _spool_verdicts(pub, spool, 30)
+        assert _seqs(sub.wait_for(30)) == seqs
+        assert pub.flush(5.0)
+
+
+def test_last_will_is_published_when_the_agent_dies(broker: MosquittoBroker, tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from edge_inspector.config import MqttConfig
+        from edge_inspector.publisher import Publisher
+        from edge_inspector.spool import Spool
+
+        config = MqttConfig(host="{broker.host}", port={broker.port}, prefix="test")
+        spool = Spool(Path(sys.argv[1]), max_bytes=1 << 20)
+        pub = Publisher(config, station="s1", spool=spool, status_offline={WILL!r},
+                        on_connected=lambda: pub.publish_status(b"online"))
+        pub.start()
+        deadline = time.monotonic() + 10
+        while not pub.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        print("connected" if pub.connected else "not connected", flush=True)
+        time.sleep(60)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", script, str(tmp_path / "spool.sqlite")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, env=env) as agent:
+        try:
+            with Subscriber(broker.host, broker.port, f"{ROOT}/status") as sub:
+                assert agent.stdout is not None and agent.stdout.readline() == b"connected\n"
+                assert sub.wait_until(lambda ms: any(m.payload == b"online" for m in ms))
+                agent.kill()  # no clean disconnect: the broker must publish the will
+                agent.wait(5)
+                got = sub.wait_until(lambda ms: ms[-1].payload == WILL, timeout=5)
+                assert got[-1].payload == WILL
+        finally:
+            agent.kill()
+    with Subscriber(broker.host, broker.port, f"{ROOT}/status") as late:
+        retained = late.wait_for(1, timeout=5)
+        assert [(m.payload, m.retain) for m in retained] == [(WILL, True)]
+
+
+def test_broker_outage_loses_nothing_and_keeps_order(spool: Spool) -> None:
+    with MosquittoBroker(persistence=True) as broker:
+        # A persistent session: the broker queues QoS 1 messages for the test while it reconnects.
+        sub = Subscriber(broker.host, broker.port, f"{ROOT}/verdict", session_expiry=300)
+        pub = _publisher(broker, spool)
+        try:
+            pub.start()
+            before = _spool_verdicts(pub, spool, 5)
+            assert _seqs(sub.wait_for(5)) == before
+            assert pub.flush(5.0)
+
+            port = broker.port
+            busy = _spool_verdicts(pub, spool, 200)  # the sender is in the middle of these...
+            broker.stop()  # ...when the broker goes away: some are unacknowledged
+            assert _wait(lambda: not pub.connected, 5)
+            during = _spool_verdicts(pub, spool, 10)
+            time.sleep(0.3)  # the sender sees the spool but has nowhere to send
+            assert spool.depth()["verdicts"] >= 10
+            assert pub.last_error is not None
+
+            broker.start()
+            assert broker.port == port
+            wanted = set(before + busy + during)
+            got = sub.wait_until(lambda ms: wanted <= set(_seqs(ms)), timeout=15)
+            seqs = _seqs(got)
+            assert wanted <= set(seqs), f"missing {sorted(wanted - set(seqs))}"
+            first_seen = list(dict.fromkeys(seqs))  # duplicates allowed, first occurrences in order
+            assert first_seen == sorted(first_seen)
+            assert pub.flush(5.0)
+            assert pub.stats()["reconnects"] >= 1
+            assert pub.last_error is None
+        finally:
+            pub.stop()
+            sub.close()
+
+
+def test_stop_publishes_retained_offline_and_is_idempotent(broker: MosquittoBroker, spool: Spool) -> None:
+    holder: list[Publisher] = []
+    pub = _publisher(broker, spool, on_connected=lambda: holder[0].publish_status(b"online"))
+    holder.append(pub)
+    with Subscriber(broker.host, broker.port, f"{ROOT}/status") as sub:
+        pub.start()
+        assert sub.wait_until(lambda ms: any(m.payload == b"online" for m in ms))
+        pub.stop(timeout=5.0, final_status=b"offline, cleanly")
+        pub.stop()
+        assert not pub.connected
+        got = sub.wait_until(lambda ms: ms[-1].payload == b"offline, cleanly", timeout=5)
+        assert [m.payload for m in got] == [b"online", b"offline, cleanly"]  # and no will
+    with Subscriber(broker.host, broker.port, f"{ROOT}/status") as late:
+        assert [(m.payload, m.retain) for m in late.wait_for(1, timeout=5)] == [(b"offline, cleanly", True)]
+    assert pub.publish_status(b"late") is False
+
+
+def test_commands_reach_the_handler(broker: MosquittoBroker, spool: Spool) -> None:
+    received: list[tuple[str, bytes]] = []
+    arrived = threading.Event()
+
+    def on_command(topic: str, payload: bytes) -> None:
+        received.append((topic, payload))
+        arrived.set()
+
+    config = _config(broker, commands=True)
+    with _publisher(broker, spool, config=config, on_command=on_command) as pub:
+        assert _wait(lambda: pub.connected)
+        # The subscription is made in on_connect; retry until the broker has it.
+        for _ in range(50):
+            mqtt_publish.single(
+                f"{ROOT}/cmd/trigger", b'{"part_id": "P-1"}', qos=1, hostname=broker.host, port=broker.port
+            )
+            if arrived.wait(0.2):
+                break
+        assert received[0] == (f"{ROOT}/cmd/trigger", b'{"part_id": "P-1"}')
+        arrived.clear()
+        mqtt_publish.single(f"{ROOT}/cmd/reload", b"", qos=1, hostname=broker.host, port=broker.port)
+        assert arrived.wait(5)
+        assert received[-1] == (f"{ROOT}/cmd/reload", b"")
+
+
+def test_refused_connection_is_logged_once_without_the_password(spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="edge_inspector")
+    secret = "s3cret-Pa55word"
+    with MosquittoBroker(extra_config=["allow_anonymous false"]) as broker:
+        config = _config(broker, username="line7", password=secret)
+        with _publisher(broker, spool, config=config) as pub:
+            _spool_verdicts(pub, spool, 2)
+            assert _wait(lambda: pub.last_error is not None and "refused" in pub.last_error, 5)
+            time.sleep(2.5)  # at least one more attempt (reconnect backoff starts at 1 s)
+            assert not pub.connected
+    refusals = [r for r in caplog.records if "refused the connection" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelno == logging.ERROR
+    assert secret not in caplog.text
+    assert spool.depth()["verdicts"] == 2  # kept for when the credentials are fixed
+
+
+def test_unreachable_broker_keeps_the_spool_and_stops_quickly(spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="edge_inspector")
+    with MosquittoBroker() as broker:
+        port = broker.port
+        broker.stop()  # nothing listens on the port now
+        config = MqttConfig(host=broker.host, port=port, prefix="test")
+        pub = Publisher(config, station="s1", spool=spool, status_offline=WILL)
+        pub.start()
+        _spool_verdicts(pub, spool, 3)
+        assert _wait(lambda: pub.last_error is not None, 5)
+        assert "cannot connect to the broker" in (pub.last_error or "")
+        assert "refused" in (pub.last_error or "").lower()  # the reason, from probing the port
+        assert not pub.flush(0.2)
+        started = time.monotonic()
+        pub.stop(timeout=2.0)
+        assert time.monotonic() - started < 3.5
+    assert spool.depth()["verdicts"] == 3
+    assert sum("cannot connect" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_missing_tls_files_are_a_config_error(tmp_path: Path, spool: Spool) -> None:
+    config = MqttConfig(tls=TlsConfig(ca_file=tmp_path / "missing-ca.pem"))
+    with pytest.raises(ConfigError, match="mqtt.tls"):
+        Publisher(config, station="s1", spool=spool, status_offline=WILL)
