@@ -1,0 +1,49 @@
+"""Kept samples for relabelling, ROI geometry, and the schemas printed for integrators."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_inspector.cli import main
+from edge_inspector.config import SamplesConfig
+from edge_inspector.preprocess import InputSpec, crop_box, crop_roi
+from edge_inspector.samples import SampleKeeper
+
+
+def test_samples_are_kept_in_the_calibration_layout_and_bounded(tmp_path: Path) -> None:
+    keeper = SampleKeeper(SamplesConfig(folder=tmp_path / "kept", max_files=3, low_confidence=0.4))
+    assert keeper.wanted(is_defect=True, confidence=0.9)
+    assert keeper.wanted(is_defect=False, confidence=0.3)
+    assert not keeper.wanted(is_defect=False, confidence=0.9)
+    image = np.zeros((20, 30, 3), np.uint8)
+    for seq, label in enumerate(["short", "spur", "short", "ok", "spur"], start=1):
+        keeper.save(image, label, seq, "20261129T101500")
+    kept = sorted(p.relative_to(tmp_path / "kept").as_posix() for p in (tmp_path / "kept").glob("*/*.png"))
+    assert kept == [
+        "ok/20261129T101500_000000004.png",
+        "short/20261129T101500_000000003.png",
+        "spur/20261129T101500_000000005.png",
+    ]
+    assert not SampleKeeper(SamplesConfig()).wanted(is_defect=True, confidence=1.0)
+
+
+def test_roi_and_the_crop_the_model_sees() -> None:
+    frame = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3).astype(np.uint8)
+    roi = crop_roi(frame, (150, 40, 100, 100))  # clipped at the right edge
+    assert roi.shape == (60, 50, 3) and np.array_equal(roi, frame[40:100, 150:200])
+    with pytest.raises(ValueError, match="outside"):
+        crop_roi(frame, (250, 0, 10, 10))
+    assert crop_box(480, 640, InputSpec(size=224, resize=256)) == (109, 30, 529, 450)  # 420 px square, centred
+
+
+def test_schema_command_prints_every_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schemas = json.loads(capsys.readouterr().out)
+    assert set(schemas) == {"Verdict", "Status", "Trigger", "BundleManifest"}
+    verdict = schemas["Verdict"]
+    assert {"seq", "part_id", "captured_at", "label", "is_defect", "score", "probabilities", "model"} <= set(
+        verdict["properties"]
+    )
+    assert verdict["properties"]["schema_version"]["const"] == 1
