@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import CalibrationMethod as OrtMethod
 
 from deploy.export import FP32_FILE, load_images, onnx_session
 from edge_inspector.bundle import Bundle, Precision, Variant, load_bundle, write_manifest
@@ -88,8 +90,8 @@ def _calibration_samples(root: Path, classes: list[str], limit: int, seed: int) 
     return picked
 
 
-class _Reader:
-    """An ONNX Runtime ``CalibrationDataReader`` over a uint8 image batch."""
+class _Reader(CalibrationDataReader):
+    """Feeds calibration images to ONNX Runtime one at a time."""
 
     def __init__(self, images: np.ndarray) -> None:
         self.images = images
@@ -109,10 +111,7 @@ class _Reader:
 def _quantize(
     source: Path, target: Path, images: np.ndarray, activations: str, method: CalibrationMethod, cache: Path
 ) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization import CalibrationMethod as OrtMethod
-
-    reader = type("CalibrationReader", (_Reader, CalibrationDataReader), {})(images)
+    reader = _Reader(images)
     ort_method = {
         CalibrationMethod.MINMAX: OrtMethod.MinMax,
         CalibrationMethod.ENTROPY: OrtMethod.Entropy,
