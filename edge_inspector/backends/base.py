@@ -9,6 +9,7 @@ their backend module only.
 from __future__ import annotations
 
 import abc
+import importlib.util
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -61,10 +62,12 @@ class Backend(abc.ABC):
         spec = bundle.manifest.input
         self.input_shape = (spec.size, spec.size, 3)
 
+    runtime_package: ClassVar[str]
+
     @classmethod
-    @abc.abstractmethod
     def available(cls) -> bool:
-        """Whether this runtime can run on this machine at all."""
+        """Whether this runtime can run on this machine at all (default: its package is installed)."""
+        return importlib.util.find_spec(cls.runtime_package) is not None
 
     @abc.abstractmethod
     def infer(self, images: np.ndarray) -> InferenceOutput:

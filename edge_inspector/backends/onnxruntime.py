@@ -22,6 +22,7 @@ _INT8_ACTIVATIONS = {"cpu": "uint8", "cuda": "uint8", "tensorrt": "int8"}
 class OnnxRuntimeBackend(Backend):
     """Runs a bundle variant with ONNX Runtime."""
 
+    runtime_package: ClassVar[str] = "onnxruntime"
     kind: ClassVar[BackendKind] = BackendKind.ONNXRUNTIME
 
     def __init__(self, bundle: Bundle, precision: Precision, options: BackendOptions) -> None:
@@ -60,14 +61,6 @@ class OnnxRuntimeBackend(Backend):
         if device in {"cuda", "tensorrt"} and not picked:
             raise BackendError(f"onnxruntime: no {device} execution provider here (have {', '.join(available)})")
         return [*picked, "CPUExecutionProvider"]
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     def infer(self, images: np.ndarray) -> InferenceOutput:
         logits, cam = self._session.run(["logits", "cam"], {"image": self.check_batch(images)})

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class OpenVinoBackend(Backend):
     """Runs a bundle variant with OpenVINO on the CPU (or another OpenVINO device)."""
 
+    runtime_package: ClassVar[str] = "openvino"
     kind: ClassVar[BackendKind] = BackendKind.OPENVINO
 
     def __init__(self, bundle: Bundle, precision: Precision, options: BackendOptions) -> None:
@@ -52,14 +53,6 @@ class OpenVinoBackend(Backend):
         self._logits = self._compiled.output("logits")
         self._cam = self._compiled.output("cam")
         log.info("%s: %s on %s", self.runtime, self.file.name, self.device)
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     def infer(self, images: np.ndarray) -> InferenceOutput:
         result = self._request.infer({"image": self.check_batch(images)})

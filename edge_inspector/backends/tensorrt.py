@@ -244,6 +244,7 @@ class _CudaBuffers:
 class TensorRTBackend(Backend):
     """Runs the engine built on this box for the bundle's precision."""
 
+    runtime_package: ClassVar[str] = "tensorrt"
     kind: ClassVar[BackendKind] = BackendKind.TENSORRT
 
     @classmethod
