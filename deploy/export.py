@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -85,10 +86,8 @@ def load_images(samples: list[Sample], spec: InputSpec) -> tuple[np.ndarray, np.
     return np.stack(images), np.asarray(labels)
 
 
-def onnx_session(path: Path, threads: int | None = None):  # noqa: ANN201 - onnxruntime type
+def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     """A CPU ONNX Runtime session with optimisations on."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:

@@ -10,7 +10,7 @@ import numpy as np
 
 from deploy.export import load_images
 from deploy.timing import measure
-from edge_inspector.backends import BackendKind, BackendOptions, available_backends, backend_class
+from edge_inspector.backends import Backend, BackendKind, BackendOptions, available_backends, backend_class
 from edge_inspector.bundle import Bundle, Precision, load_bundle
 from edge_inspector.errors import BackendError
 from trainer.evaluation import folder_samples, split_samples
@@ -51,7 +51,7 @@ def _images(bundle: Bundle, data: Path | None) -> tuple[np.ndarray, np.ndarray]:
     return load_images(split_samples(Path(run)), bundle.manifest.input)
 
 
-def _run_all(backend, images: np.ndarray, batch: int = 8) -> np.ndarray:  # noqa: ANN001
+def _run_all(backend: Backend, images: np.ndarray, batch: int = 8) -> np.ndarray:
     return np.concatenate([backend.infer(images[i : i + batch]).logits for i in range(0, len(images), batch)])
 
 

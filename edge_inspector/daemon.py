@@ -102,7 +102,7 @@ class Agent:
         self._publish_status()
 
     # -- MQTT --------------------------------------------------------------
-    def _status(self, state: str) -> bytes:
+    def _status(self, state: str) -> Status:
         camera = self.camera
         counters = self.health.snapshot()
         if camera is not None:
@@ -110,7 +110,7 @@ class Agent:
         spool = {}
         if self.spool is not None:
             spool = {**self.spool.depth(), **{f"evicted_{k}": v for k, v in self.spool.evictions().items()}}
-        status = Status(
+        return Status(
             station=self.config.station,
             state=state,  # type: ignore[arg-type]
             at=datetime.now(timezone.utc),
@@ -127,20 +127,22 @@ class Agent:
             spool=spool,
             broker_connected=bool(self.publisher and self.publisher.connected),
         )
-        return status.model_dump_json().encode()
+
+    def _status_payload(self, state: str) -> bytes:
+        return self._status(state).model_dump_json().encode()
 
     def _metric_values(self) -> dict[str, float]:
-        status = json.loads(self._status("online"))
-        values: dict[str, float] = {k: v for k, v in status["counters"].items()}
-        values.update({f"spool_{k}": v for k, v in status["spool"].items()})
-        values["broker_connected"] = float(status["broker_connected"])
-        values["uptime_seconds"] = status["uptime_s"]
-        values["camera_streaming"] = float(status["camera"]["state"] == CameraState.STREAMING.value)
+        status = self._status("online")
+        values: dict[str, float] = dict(status.counters)
+        values.update({f"spool_{k}": v for k, v in status.spool.items()})
+        values["broker_connected"] = float(status.broker_connected)
+        values["uptime_seconds"] = status.uptime_s
+        values["camera_streaming"] = float(status.camera["state"] == CameraState.STREAMING.value)
         return values
 
     def _publish_status(self) -> None:
         if self.publisher is not None:
-            self.publisher.publish_status(self._status("online"))
+            self.publisher.publish_status(self._status_payload("online"))
 
     def _command(self, topic: str, payload: bytes) -> None:
         if topic == self.topics["trigger"]:
@@ -234,7 +236,7 @@ class Agent:
         self.inspector = self._load_inspector()
         self.spool = Spool(self.config.spool.path, max_bytes=int(self.config.spool.max_mb * 1024 * 1024))
         mailbox = FrameMailbox(latest=self.config.camera.mode is CaptureMode.FREE_RUNNING)
-        offline = self._status("offline")
+        offline = self._status_payload("offline")
         self.publisher = Publisher(
             self.config.mqtt,
             station=self.config.station,
@@ -291,7 +293,9 @@ class Agent:
                     "stopping with %s still spooled; it is sent after the next start",
                     self.spool.depth() if self.spool else {},
                 )
-            self.publisher.stop(timeout=max(1.0, deadline - time.monotonic()), final_status=self._status("offline"))
+            self.publisher.stop(
+                timeout=max(1.0, deadline - time.monotonic()), final_status=self._status_payload("offline")
+            )
         if self._metrics is not None:
             self._metrics.close()
         if self.spool is not None:

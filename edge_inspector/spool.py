@@ -22,6 +22,8 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -163,6 +165,20 @@ class Spool:
                 log.debug("rollback after a failed %s also failed", what, exc_info=True)
         return SpoolError(f"spool {self.path}: {what} failed: {exc}")
 
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` .. ``COMMIT``; an SQLite error rolls back and becomes :class:`SpoolError`.
+
+        The caller holds ``self._lock``.
+        """
+        conn = self._db()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._fail(what, exc) from exc
+
     # -- writing -----------------------------------------------------------
     def next_seq(self) -> int:
         """The next message sequence number: monotonic, persisted before it is returned.
@@ -170,16 +186,10 @@ class Spool:
         Raises:
             SpoolError: the file cannot be written.
         """
-        with self._lock:
-            conn = self._db()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")
-                seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise self._fail("next_seq", exc) from exc
-            return seq
+        with self._lock, self._transaction("next_seq") as conn:
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")
+            seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+        return seq
 
     def put(
         self,
@@ -216,18 +226,13 @@ class Spool:
                 "raise spool.max_mb"
             )
         with self._lock:
-            conn = self._db()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            with self._transaction(f"writing {kind} seq={seq}") as conn:
                 evicted, freed = self._make_room(conn, size)
                 row_id = conn.execute(
                     "INSERT INTO messages (seq, kind, topic, payload, qos, retain, content_type, created)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (seq, kind, topic, bytes(payload), qos, int(retain), content_type, time.time()),
                 ).lastrowid
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise self._fail(f"writing {kind} seq={seq}", exc) from exc
             self._bytes += size - freed
         if any(evicted.values()):
             log.warning(
@@ -269,15 +274,10 @@ class Spool:
             SpoolError: the file cannot be written.
         """
         with self._lock:
-            conn = self._db()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            with self._transaction(f"ack of row {row_id}") as conn:
                 row = conn.execute("SELECT LENGTH(payload) FROM messages WHERE id = ?", (row_id,)).fetchone()
                 if row is not None:
                     conn.execute("DELETE FROM messages WHERE id = ?", (row_id,))
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise self._fail(f"ack of row {row_id}", exc) from exc
             if row is None:
                 return False
             self._bytes -= int(row[0])

@@ -18,7 +18,6 @@ from torch.utils.data import Sampler
 __all__ = [
     "DistContext",
     "ShardSampler",
-    "broadcast_object",
     "gather_objects",
     "init_distributed",
     "shutdown_distributed",
@@ -74,15 +73,6 @@ def gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
-
-
-def broadcast_object(ctx: DistContext, obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not ctx.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 class ShardSampler(Sampler[int]):

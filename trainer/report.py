@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from edge_inspector.heatmap import overlay_heatmap
 from edge_inspector.preprocess import InputSpec, resize_and_crop, resized_shape
@@ -165,7 +166,9 @@ def plot_cam_grid(examples: Sequence[CamExample], path: Path) -> None:
         ax.imshow(example.overlay)
         if example.box is not None:
             x0, y0, x1, y1 = example.box
-            ax.add_patch(_rectangle(x0, y0, x1 - x0, y1 - y0))
+            ax.add_patch(
+                Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=1.5, linestyle="--")
+            )
         colour = "green" if example.true_class == example.predicted_class else "red"
         ax.set_title(
             f"true {example.true_class}\npred {example.predicted_class} ({example.confidence:.2f})",
@@ -173,12 +176,6 @@ def plot_cam_grid(examples: Sequence[CamExample], path: Path) -> None:
             color=colour,
         )
     _save(fig, path)
-
-
-def _rectangle(x: float, y: float, w: float, h: float) -> Any:
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x, y), w, h, fill=False, edgecolor="white", linewidth=1.5, linestyle="--")
 
 
 def _img_tag(path: Path) -> str:

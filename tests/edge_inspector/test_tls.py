@@ -17,12 +17,8 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("pki")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+def _self_signed_ca(name: str, common_name: str, folder: Path) -> None:
+    """``name.key`` and a self-signed ``name.crt`` in ``folder``."""
     _openssl(
         "req",
         "-x509",
@@ -30,15 +26,24 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "rsa:2048",
         "-nodes",
         "-keyout",
-        "ca.key",
+        f"{name}.key",
         "-out",
-        "ca.crt",
+        f"{name}.crt",
         "-days",
         "2",
         "-subj",
-        "/CN=edge-inspector test CA",
+        f"/CN={common_name}",
         cwd=folder,
     )
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("pki")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _self_signed_ca("ca", "edge-inspector test CA", folder)
     for name in ("server", "client"):
         _openssl(
             "req",
@@ -109,22 +114,7 @@ def test_verdicts_over_tls(certificates: Path, tmp_path: Path, client_certificat
 
 
 def test_broker_certificate_from_another_ca_is_refused(certificates: Path, tmp_path: Path) -> None:
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=someone else",
-        cwd=tmp_path,
-    )
+    _self_signed_ca("other", "someone else", tmp_path)
     tls_port = free_port()
     listener = [
         f"listener {tls_port} 127.0.0.1",
