@@ -33,6 +33,7 @@ demo: $(STAMP) system-deps
 		--epochs 15 --batch-size 16 --lr 1e-3 --patience 15 --seed 0
 	$(BIN)/edge-deploy export --run $(DEMO_RUN) --out $(DEMO_BUNDLE) --name pcb-demo
 	$(BIN)/edge-deploy quantize --bundle $(DEMO_BUNDLE) --calibration $(DEMO_DATA)
+	$(BIN)/edge-deploy check-tensorrt --bundle $(DEMO_BUNDLE)
 	$(BIN)/edge-deploy verify --bundle $(DEMO_BUNDLE) --threads 2
 	$(BIN)/python -m deploy.demo --bundle $(DEMO_BUNDLE) --out demo
 	@echo "training report: $(DEMO_RUN)/report.html   heatmaps: demo/heatmaps/"

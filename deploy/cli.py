@@ -1,4 +1,4 @@
-"""``edge-deploy``: export a run to a bundle, quantize it, build engines, verify, benchmark."""
+"""``edge-deploy``: export a run to a bundle, quantize it, check and build engines, verify, benchmark."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--precision", choices=["fp16", "int8"], default="fp16")
     b.add_argument("--max-batch", type=int, default=8)
     b.add_argument("--workspace-mib", type=int, default=1024)
+
+    c = sub.add_parser("check-tensorrt", help="check the variants TensorRT builds from against its parser's rules")
+    c.add_argument("--bundle", type=Path, required=True)
 
     v = sub.add_parser("verify", help="check hashes and run every variant in every backend")
     v.add_argument("--bundle", type=Path, required=True)
@@ -93,6 +96,14 @@ def _run(args: argparse.Namespace) -> int:
             f"built {info.precision.value} engine for {info.gpu_name} (compute {info.compute_capability}), "
             f"TensorRT {info.tensorrt_version}"
         )
+    elif args.command == "check-tensorrt":
+        from deploy.tensorrt_check import check_bundle, format_violations
+        from edge_inspector.bundle import load_bundle
+
+        results = check_bundle(load_bundle(args.bundle))
+        for file, violations in results.items():
+            print(format_violations(file, violations))
+        return 1 if any(results.values()) else 0
     elif args.command == "verify":
         from deploy.verify import format_table, verify_bundle
 

@@ -1,9 +1,11 @@
 """Build a TensorRT engine for this box's GPU from a bundle's ONNX model.
 
-Precision comes from the ONNX itself, built as a strongly typed network:
-``model.fp16.onnx`` for FP16, the S8S8 Q/DQ model for INT8 (TensorRT 10.1
-deprecated implicit INT8 calibration and TensorRT 11 removed it along with
-the FP16/INT8 builder flags), ``model.onnx`` for FP32. The engine and its
+Precision comes from the ONNX itself, built as a strongly typed network
+(TensorRT >= 10): ``model.fp16.onnx`` for FP16, the S8S8 Q/DQ model (int8
+convolutions, fp16 everywhere else) for INT8, ``model.onnx`` for FP32.
+TensorRT 10.1 deprecated implicit INT8 calibration and TensorRT 11 removed it
+along with the FP16/INT8 builder flags. The graph is first checked against
+the parser's rules on the CPU (:mod:`deploy.tensorrt_check`). The engine and its
 :class:`~edge_inspector.backends.tensorrt.EngineInfo` JSON go to
 ``<bundle>/engines/``, outside the manifest's hashed files: they are built on
 the box. A Jetson build takes minutes, so phases are logged as they run.
@@ -20,6 +22,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import onnx
+
+from deploy.tensorrt_check import check_model, format_violations
 from edge_inspector.backends.tensorrt import (
     ENGINES_DIR,
     INPUT,
@@ -32,7 +37,7 @@ from edge_inspector.backends.tensorrt import (
     source_variant,
 )
 from edge_inspector.bundle import Bundle, Precision
-from edge_inspector.errors import BackendError
+from edge_inspector.errors import BackendError, BundleError
 
 __all__ = ["TIMING_CACHE", "build_engine"]
 
@@ -116,16 +121,21 @@ def build_engine(
         The engine's info, also written as JSON beside the engine.
 
     Raises:
-        BackendError: TensorRT or pycuda missing, no GPU, the ONNX does not
-            parse (the parser's errors are listed) or the build fails.
-        BundleError: the bundle lacks the ONNX variant for ``precision``.
+        BackendError: TensorRT (>= 10) or pycuda missing, no GPU, the ONNX
+            does not parse (the parser's errors are listed) or the build fails.
+        BundleError: the bundle lacks the ONNX variant for ``precision``, or
+            it breaks a rule of TensorRT's parser (checked first, on the CPU,
+            by :mod:`deploy.tensorrt_check`).
     """
     if max_batch < 1 or workspace_mib < 1:
         raise BackendError(f"max_batch and workspace_mib must be positive, got {max_batch} and {workspace_mib}")
-    trt = import_tensorrt()
-    gpu_name, cc = cuda_device(0)
     source = source_variant(bundle.manifest, precision).file
     onnx_path = bundle.path(source)
+    violations = check_model(onnx.load(str(onnx_path)))
+    if violations:
+        raise BundleError(format_violations(onnx_path, violations))
+    trt = import_tensorrt()
+    gpu_name, cc = cuda_device(0)
     size = bundle.manifest.input.size
     out = engine_path(bundle.root, precision, gpu_slug(gpu_name, cc))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -142,8 +152,7 @@ def build_engine(
 
     trt_logger = make_trt_logger(trt)
     builder = trt.Builder(trt_logger)
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    network = builder.create_network(0 if strongly_typed is None else 1 << int(strongly_typed))
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, trt_logger)
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no details"

@@ -57,7 +57,8 @@ class EdgeModel(nn.Module):
         self.register_buffer("shift", mean / std)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = image.permute(0, 3, 1, 2).float() * self.scale - self.shift
+        # cast first: TensorRT takes uint8 only as a network input that feeds a Cast
+        x = image.float().permute(0, 3, 1, 2) * self.scale - self.shift
         return self.net.forward_with_cam(x)
 
 

@@ -14,6 +14,7 @@ scored against FP32 on validation images and the figures go in the manifest.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,16 +24,25 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization import CalibrationMethod as OrtMethod
 
 from deploy.export import FP32_FILE, load_images, onnx_session
+from deploy.qdq_placement import WEIGHTED_OPS, float_regions, name_nodes
 from edge_inspector.bundle import Bundle, Precision, Variant, load_bundle, write_manifest
 from edge_inspector.errors import BundleError, CheckpointError, DatasetError
 from trainer.data import Sample, scan_folder
 from trainer.evaluation import folder_samples, split_samples
 
-__all__ = ["CalibrationMethod", "VariantScore", "quantize_bundle", "score_variant"]
+__all__ = [
+    "MIN_ONNXRUNTIME",
+    "CalibrationMethod",
+    "VariantScore",
+    "quantize_bundle",
+    "require_onnxruntime",
+    "score_variant",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,39 +118,135 @@ class _Reader(CalibrationDataReader):
         self._iter = self._batches()
 
 
+# the first onnxruntime with every argument passed to quantize_static (calibration_cache_path)
+MIN_ONNXRUNTIME = "1.27"
+# the float parts of the TensorRT flavour in fp16: Q/DQ with fp16 scales needs opset 19
+FP16_QDQ_OPSET = 19
+
+
+def require_onnxruntime(version: str = ort.__version__) -> None:
+    """Refuse an onnxruntime older than :data:`MIN_ONNXRUNTIME`, saying what to install."""
+    have = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    need = tuple(int(p) for p in MIN_ONNXRUNTIME.split("."))
+    if have < need:
+        raise BundleError(
+            f"quantizing needs onnxruntime >= {MIN_ONNXRUNTIME}, this is {version}: "
+            f"pip install 'onnxruntime>={MIN_ONNXRUNTIME}'"
+        )
+
+
 def _quantize(
     source: Path, target: Path, images: np.ndarray, activations: str, method: CalibrationMethod, cache: Path
 ) -> None:
-    reader = _Reader(images)
+    """Q/DQ-quantize ``source`` (nodes named) with calibration ranges shared through ``cache``.
+
+    ``uint8`` (U8S8, CPUs): every op ONNX Runtime runs in int8, int32 biases.
+    ``int8`` (S8S8, TensorRT): Q/DQ on the inputs of weighted layers only,
+    float biases, zero points 0, then the float parts in fp16. Either way the prologue, the attention gates and the head stay float
+    (:mod:`deploy.qdq_placement`).
+    """
     ort_method = {
         CalibrationMethod.MINMAX: OrtMethod.MinMax,
         CalibrationMethod.ENTROPY: OrtMethod.Entropy,
         CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
     }[method]
-    symmetric = activations == "int8"
+    tensorrt = activations == "int8"
+    extra: dict[str, Any] = {"ActivationSymmetric": tensorrt, "WeightSymmetric": True}
+    if tensorrt:
+        extra |= {
+            "QuantizeBias": False,  # TensorRT dequantizes int8 only, never int32 biases
+            "QDQDisableWeightAdjustForInt32Bias": True,
+            "OpTypesToExcludeOutputQuantization": sorted(WEIGHTED_OPS),
+        }
     quantize_static(
         str(source),
         str(target),
-        reader,
+        _Reader(images),
         quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=sorted(WEIGHTED_OPS) if tensorrt else None,
         per_channel=True,
-        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+        activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=ort_method,
         calibration_cache_path=str(cache),
-        nodes_to_exclude=_full_precision_nodes(source),
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        nodes_to_exclude=sorted(float_regions(onnx.load(str(source))).all),
+        extra_options=extra,
     )
+    if tensorrt:
+        model = onnx.load(str(target))
+        _float_inputs_outside_weighted_layers(model)
+        _float_parts_to_fp16(model, target)
 
 
-def _full_precision_nodes(model_path: Path) -> list[str]:
-    """Nodes left in float: the CBAM gates and the head that makes ``cam`` and the logits.
+def _float_inputs_outside_weighted_layers(model: onnx.ModelProto) -> None:
+    """Give every other consumer of a quantized activation the float tensor back.
 
-    They are a sliver of the compute; the sigmoid gates and the last layer are
-    where 8-bit rounding flips top-1 most.
+    The quantizer shares one Q/DQ pair among all consumers of a tensor, so a
+    residual Add would read the int8-rounded copy its sibling conv reads.
     """
-    graph = onnx.load(str(model_path)).graph
-    return [n.name for n in graph.node if "/cbam/" in n.name or "cam" in n.output]
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    source = {  # DQ output -> the float tensor its Q quantized
+        n.output[0]: producer[n.input[0]].input[0]
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] not in inits and n.input[0] in producer
+    }
+    for node in graph.node:
+        if node.op_type not in WEIGHTED_OPS:
+            for i, name in enumerate(node.input):
+                if name in source:
+                    node.input[i] = source[name]
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    while True:  # drop the Q/DQ nodes nothing reads any more
+        dead = [
+            n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in used
+        ]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+
+
+def _float_parts_to_fp16(model: onnx.ModelProto, path: Path) -> None:
+    """Run what Q/DQ leaves in float in fp16, keeping uint8 in and float32 out.
+
+    A strongly typed TensorRT network runs each layer in the precision its
+    graph states: with fp32 scales, CBAM, the head and every residual add
+    would run in fp32, and the INT8 engine would lose to the FP16 one.
+    """
+    from onnx import version_converter
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = version_converter.convert_version(model, FP16_QDQ_OPSET)
+    model = convert_float_to_float16(model, keep_io_types=True)
+    _constants_to_initializers(model)
+    _drop_unused_opsets(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def _constants_to_initializers(model: onnx.ModelProto) -> None:
+    """Turn Constant nodes (the opset 18 reduction axes) into initializers, as TensorRT wants them."""
+    keep = []
+    for node in model.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is None:
+            keep.append(node)
+            continue
+        value.name = node.output[0]
+        model.graph.initializer.append(value)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+
+
+def _drop_unused_opsets(model: onnx.ModelProto) -> None:
+    """Remove the opset imports of domains no node uses (the quantizer adds several)."""
+    used = {n.domain for n in model.graph.node} | {"", "ai.onnx"}
+    keep = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
 
 
 def _to_fp16(source: Path, target: Path) -> None:
@@ -215,6 +321,7 @@ def quantize_bundle(
     Raises:
         BundleError: the bundle or calibration folder cannot be used.
     """
+    require_onnxruntime()
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
     spec = manifest.input
@@ -263,10 +370,13 @@ def quantize_bundle(
 
 
 def _prepare(source: Path, target: Path) -> None:
-    """Shape inference and graph clean-up that ONNX Runtime recommends before quantizing."""
+    """Shape inference and graph clean-up that ONNX Runtime recommends, then every node named."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+    model = onnx.load(str(target))
+    name_nodes(model)
+    onnx.save(model, str(target))
 
 
 def _variant(

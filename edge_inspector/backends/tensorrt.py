@@ -36,14 +36,17 @@ __all__ = [
     "ENGINES_DIR",
     "INPUT",
     "OUTPUTS",
+    "MIN_TENSORRT",
     "EngineInfo",
     "TensorRTBackend",
+    "checked_context",
     "cuda_device",
     "engine_path",
     "gpu_slug",
     "import_tensorrt",
     "make_trt_logger",
     "read_engine_info",
+    "require_tensorrt_version",
     "source_variant",
 ]
 
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 ENGINES_DIR = "engines"
 INPUT = "image"
 OUTPUTS = ("logits", "cam")
+MIN_TENSORRT = 10
 _INSTALL = "pip install 'edge-inspector[tensorrt]' (the TensorRT wheel for this box; on a Jetson, JetPack's)"
 
 
@@ -73,12 +77,20 @@ class EngineInfo(BaseModel):
     built_at: datetime
 
 
+def require_tensorrt_version(version: str) -> None:
+    """Refuse TensorRT before 10: no strongly typed networks, implicit batch by default."""
+    match = re.match(r"(\d+)", version)
+    if match is None or int(match.group(1)) < MIN_TENSORRT:
+        raise BackendError(f"TensorRT {version} found; this needs TensorRT >= {MIN_TENSORRT} (JetPack >= 6.1)")
+
+
 def import_tensorrt() -> ModuleType:
-    """Import ``tensorrt``; raises BackendError saying what to install when it is missing."""
+    """Import ``tensorrt`` (10 or later); raises BackendError saying what to install otherwise."""
     try:
         import tensorrt
     except ImportError as exc:
         raise BackendError(f"TensorRT is not installed: {_INSTALL}") from exc
+    require_tensorrt_version(str(tensorrt.__version__))
     return tensorrt
 
 
@@ -157,6 +169,16 @@ def make_trt_logger(trt: ModuleType) -> Any:
                 trt_log.log(level, "%s", msg)
 
     return _LoggingBridge()
+
+
+def checked_context(context: Any, path: Path) -> Any:
+    """An execution context, or BackendError when TensorRT returned None (out of GPU memory)."""
+    if context is None:
+        raise BackendError(
+            f"{path}: TensorRT could not create an execution context, most likely for lack of GPU memory; "
+            "free GPU memory (other processes, a smaller --max-batch engine) and restart"
+        )
+    return context
 
 
 def _rebuild_hint(bundle: Bundle, precision: Precision) -> str:
@@ -287,7 +309,7 @@ class TensorRTBackend(Backend):
                         f"{self._path}: TensorRT {self._trt_version} cannot load this engine; "
                         + _rebuild_hint(bundle, precision)
                     )
-                self._context = self._engine.create_execution_context()
+                self._context = checked_context(self._engine.create_execution_context(), self._path)
                 self._allocate(trt, cuda)
         except BaseException:
             self.close()
