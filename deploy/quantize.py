@@ -142,7 +142,8 @@ def _quantize(
 
     ``uint8`` (U8S8, CPUs): every op ONNX Runtime runs in int8, int32 biases.
     ``int8`` (S8S8, TensorRT): Q/DQ on the inputs of weighted layers only,
-    float biases, zero points 0, then the float parts in fp16. Either way the prologue, the attention gates and the head stay float
+    float biases, zero points 0, then the float parts in fp16. Either way the
+    prologue, the attention gates and the head stay float
     (:mod:`deploy.qdq_placement`).
     """
     ort_method = {

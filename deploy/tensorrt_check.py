@@ -37,8 +37,7 @@ __all__ = ["OPSETS", "SUPPORTED_OPS", "Violation", "check_bundle", "check_model"
 
 OPSETS = range(9, 21)  # TensorRT 10.0 reads opsets 9 to 20; later releases read more
 # onnx-tensorrt docs/operators.md, TensorRT 10.3 (JetPack 6.1 and 6.2): the ops marked supported
-SUPPORTED_OPS = frozenset(
-    """
+_SUPPORTED = """
     Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike
     Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace
     DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor GRU Gather
@@ -52,8 +51,8 @@ SUPPORTED_OPS = frozenset(
     ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice
     Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK
     Transpose Trilu Unsqueeze Upsample Where Xor
-    """.split()
-)
+"""
+SUPPORTED_OPS = frozenset(_SUPPORTED.split())
 _DEQUANTIZABLE = {TensorProto.INT8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4}
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _AXES_INPUT_SINCE = {  # opset from which these ops take their axes as an input
@@ -184,9 +183,9 @@ def check_model(model: onnx.ModelProto) -> list[Violation]:
         if node.op_type in _QDQ:
             found += _check_qdq(node, where, inits, types)
         since = _AXES_INPUT_SINCE.get(node.op_type)
-        if since is not None and opset >= since and len(node.input) > 1 and node.input[1]:
-            if node.input[1] not in inits:
-                found.append(Violation(where, "constant-axes", "reduction axes are not an initializer"))
+        axes = node.input[1] if since is not None and opset >= since and len(node.input) > 1 else ""
+        if axes and axes not in inits:
+            found.append(Violation(where, "constant-axes", "reduction axes are not an initializer"))
     return found
 
 
