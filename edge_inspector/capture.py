@@ -24,7 +24,7 @@ import numpy as np
 from edge_inspector.config import CameraConfig, CaptureMode
 from edge_inspector.errors import ConfigError
 
-__all__ = ["Camera", "CameraState", "Frame", "FrameMailbox", "check_source", "open_source"]
+__all__ = ["Camera", "CameraState", "Frame", "FrameMailbox", "check_source", "opencv_has_gstreamer", "open_source"]
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,12 @@ def _is_file(source: str | int) -> bool:
     return isinstance(source, str) and "://" not in source and not _is_pipeline(source)
 
 
+def opencv_has_gstreamer() -> bool:
+    """Whether this OpenCV was built with GStreamer (JetPack's is; the PyPI wheels are not)."""
+    line = next((ln for ln in cv2.getBuildInformation().splitlines() if "GStreamer:" in ln), "")
+    return "YES" in line
+
+
 def check_source(config: CameraConfig) -> None:
     """Refuse a source this OpenCV cannot open, before any thread starts.
 
@@ -155,9 +161,7 @@ def check_source(config: CameraConfig) -> None:
     """
     source = config.source
     if isinstance(source, str) and _is_pipeline(source):
-        info = cv2.getBuildInformation()
-        line = next((ln for ln in info.splitlines() if "GStreamer:" in ln), "")
-        if "YES" not in line:
+        if not opencv_has_gstreamer():
             raise ConfigError(
                 "camera.source is a GStreamer pipeline but this OpenCV has no GStreamer support (the PyPI wheels "
                 "bundle FFmpeg only); on a Jetson use the OpenCV that JetPack ships (python3-opencv) in a venv "

@@ -10,11 +10,17 @@
 #                       FILE then goes next to it as config.yaml.new
 #   --prefix DIR        install root (default /opt/edge-inspector)
 #   --extras NAME       inference runtime: onnxruntime (default, always
-#                       installed), openvino or tensorrt (x86 with CUDA; on a
-#                       Jetson use JetPack's TensorRT with --system-site-packages)
+#                       installed), openvino or tensorrt (pip's TensorRT wheels
+#                       on x86 with CUDA, such as T4 servers; JetPack's on a Jetson)
+#   --jetpack           a Jetson (detected from /etc/nv_tegra_release when not
+#                       given): the venv sees the system packages, and neither
+#                       pip's OpenCV nor pip's TensorRT is installed, so
+#                       JetPack's OpenCV (GStreamer, CSI cameras) and TensorRT
+#                       are used; then checks cv2 has GStreamer and, with
+#                       --extras tensorrt, that TensorRT >= 10 imports
+#   --no-jetpack        never treat this box as a Jetson
 #   --system-site-packages
-#                       let the venv see the system's Python packages (JetPack's
-#                       TensorRT and its OpenCV built with GStreamer)
+#                       let the venv see the system's Python packages
 #   --no-start          install only: do not enable or (re)start the service
 #   --dry-run           print each command that would change the system
 #                       instead of running it (needs no root)
@@ -43,6 +49,7 @@ BUNDLE=""
 CONFIG=""
 EXTRAS=onnxruntime
 SYSTEM_SITE=0
+JETPACK=auto
 START=1
 DRY_RUN=0
 NOTES=()
@@ -107,6 +114,8 @@ while (($#)); do
         --extras) EXTRAS=${2:?--extras needs a name}; shift ;;
         --extras=*) EXTRAS=${1#*=} ;;
         --system-site-packages) SYSTEM_SITE=1 ;;
+        --jetpack) JETPACK=1 ;;
+        --no-jetpack) JETPACK=0 ;;
         --no-start) START=0 ;;
         --dry-run) DRY_RUN=1 ;;
         -h | --help) usage; exit 0 ;;
@@ -130,7 +139,12 @@ if [[ -n $CONFIG ]]; then
     [[ -f $CONFIG ]] || die "--config: $CONFIG is not a file"
     CONFIG=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
 fi
-readonly PREFIX BUNDLE CONFIG EXTRAS SPEC SYSTEM_SITE START DRY_RUN
+if [[ $JETPACK == auto ]]; then
+    JETPACK=0
+    [[ -e /etc/nv_tegra_release ]] && JETPACK=1
+fi
+((JETPACK)) && SYSTEM_SITE=1
+readonly PREFIX BUNDLE CONFIG EXTRAS SPEC SYSTEM_SITE JETPACK START DRY_RUN
 
 if ((!DRY_RUN)); then
     ((EUID == 0)) || die "run as root (sudo), or with --dry-run"
@@ -169,13 +183,25 @@ run install -d -m 0755 -o root -g root "$PREFIX" "$PREFIX/bundles"
 run install -d -m 0750 -o root -g "$SERVICE_USER" "$ETC_DIR"
 run install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$STATE_DIR"
 
-echo "== virtual environment $VENV ($EXTRAS)"
+echo "== virtual environment $VENV ($EXTRAS$( ((JETPACK)) && echo ", JetPack"))"
 venv_args=()
 ((SYSTEM_SITE)) && venv_args+=(--system-site-packages)
 run python3 -m venv "${venv_args[@]}" "$VENV"
 run "$VENV/bin/python" -m pip install --upgrade pip
 # --upgrade: a re-run installs the repository's current code.
-run "$VENV/bin/python" -m pip install --upgrade "$SPEC"
+if ((JETPACK)); then
+    # The package alone, then what JetPack does not ship: pip's OpenCV would
+    # shadow JetPack's (and lose GStreamer), and pip has no TensorRT for Jetson.
+    requirements=$VENV/jetpack-requirements.txt
+    run "$VENV/bin/python" -m pip install --upgrade --no-deps "$REPO"
+    run "$VENV/bin/python" -m deploy.install.jetpack requirements --extras "$EXTRAS" --out "$requirements"
+    run "$VENV/bin/python" -m pip install --upgrade -r "$requirements"
+    check_args=()
+    [[ $EXTRAS == tensorrt ]] && check_args+=(--tensorrt)
+    run "$VENV/bin/python" -m deploy.install.jetpack check "${check_args[@]}"
+else
+    run "$VENV/bin/python" -m pip install --upgrade "$SPEC"
+fi
 
 if [[ -n $BUNDLE ]]; then
     name=$(basename "$BUNDLE")

@@ -389,3 +389,42 @@ def test_install_refuses_bad_arguments(tmp_path: Path, args: list[str]) -> None:
     assert result.returncode != 0
     assert "error" in result.stderr
     assert calls == []
+
+
+def _pip_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if " -m pip install" in line]
+
+
+def test_install_dry_run_on_jetpack_keeps_the_system_opencv_and_tensorrt(tmp_path: Path) -> None:
+    result, calls = _dry_run(tmp_path, "--jetpack", "--extras", "tensorrt", "--no-start")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    venv = "/opt/edge-inspector/venv"
+    assert f"+ python3 -m venv --system-site-packages {venv}" in out
+    assert f"+ {venv}/bin/python -m pip install --upgrade --no-deps {REPO}" in out
+    assert (
+        f"+ {venv}/bin/python -m deploy.install.jetpack requirements --extras tensorrt "
+        f"--out {venv}/jetpack-requirements.txt"
+    ) in out
+    assert f"+ {venv}/bin/python -m pip install --upgrade -r {venv}/jetpack-requirements.txt" in out
+    assert f"+ {venv}/bin/python -m deploy.install.jetpack check --tensorrt" in out
+    # nothing installs the package with its dependencies, pip's OpenCV or pip's TensorRT
+    assert not any("[tensorrt]" in line or "opencv" in line or "tensorrt>" in line for line in _pip_lines(out))
+    assert calls == []
+
+
+def test_install_dry_run_on_x86_uses_the_pip_tensorrt_wheels(tmp_path: Path) -> None:
+    result, calls = _dry_run(tmp_path, "--no-jetpack", "--extras", "tensorrt", "--no-start")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "+ python3 -m venv /opt/edge-inspector/venv" in out and "--system-site-packages" not in out
+    assert re.search(r"^\+ /opt/edge-inspector/venv/bin/python -m pip install --upgrade .*\\\[tensorrt\\\]$", out, re.M)
+    assert "--no-deps" not in out and "deploy.install.jetpack" not in out
+    assert calls == []
+
+
+def test_install_detects_jetpack_only_on_a_jetson(tmp_path: Path) -> None:
+    result, _ = _dry_run(tmp_path, "--no-start")
+    assert result.returncode == 0, result.stderr
+    on_jetson = Path("/etc/nv_tegra_release").exists()
+    assert ("deploy.install.jetpack check" in result.stdout) is on_jetson
