@@ -6,8 +6,8 @@ survives an exporter upgrade or another training framework:
 - the **prologue**: everything between the graph input and the first
   weighted layer (the uint8 cast, layout change and normalisation);
 - the **gates**: every ``x * sigmoid(f(x))`` attention gate (CBAM's channel
-  and spatial attention, squeeze-and-excitation), i.e. the nodes that lie on
-  a path from ``x`` to the sigmoid;
+  and spatial attention, squeeze-and-excitation; reshapes between the sigmoid
+  and the product allowed), i.e. the nodes on a path from ``x`` to the gate;
 - the **head**: everything after the last tensor that every path to the
   outputs goes through (the final feature map), i.e. the CAM convolution and
   the logits.
@@ -27,6 +27,8 @@ __all__ = ["WEIGHTED_OPS", "FloatRegions", "float_regions", "name_nodes"]
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 _GATE_OPS = frozenset({"Sigmoid", "HardSigmoid"})
+_RESHAPING_OPS = frozenset({"Unsqueeze", "Squeeze", "Reshape", "Expand", "Identity", "Cast"})
+_POOLING_OPS = _RESHAPING_OPS | {"GlobalAveragePool", "GlobalMaxPool", "Flatten", "Dropout"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,9 @@ def _gates(g: _Graph) -> set[int]:
             continue
         for gate, gated in (data, data[::-1]):
             producer = g.producer.get(gate)
+            while producer is not None and g.nodes[producer].op_type in _RESHAPING_OPS:
+                upstream = g.dynamic_inputs(producer)
+                producer = g.producer.get(upstream[0]) if upstream else None
             if producer is not None and g.nodes[producer].op_type in _GATE_OPS:
                 region |= g.ancestors([gate]) & g.descendants(gated)
                 region.add(index)
@@ -129,21 +134,30 @@ def _gates(g: _Graph) -> set[int]:
 
 
 def _head(g: _Graph) -> set[int]:
-    """Nodes after the last cut: the last non-output tensor that is, alone, all that is live."""
+    """What depends on the last cut: the last non-output tensor that is, alone, all that is live.
+
+    Pooling and reshapes right before the cut (``GlobalAveragePool -> Flatten
+    -> Gemm``) belong to the head too.
+    """
     last_use: dict[str, int] = {}
     for index in range(len(g.nodes)):
         for name in g.dynamic_inputs(index):
             last_use[name] = index
     live: set[str] = set()
-    last_cut = -1
+    cut = None
     for index, node in enumerate(g.nodes):
         if all(out in g.static for out in node.output):
             continue
         live = {t for t in live if last_use.get(t, -1) > index or t in g.outputs}
         live.update(out for out in node.output if out and (out in last_use or out in g.outputs))
         if len(live) == 1 and not (live & g.outputs):
-            last_cut = index
-    return {i for i in range(last_cut + 1, len(g.nodes)) if not all(o in g.static for o in g.nodes[i].output)}
+            cut = next(iter(live))
+    while cut in g.producer and g.nodes[g.producer[cut]].op_type in _POOLING_OPS:
+        upstream = g.dynamic_inputs(g.producer[cut])
+        if len(upstream) != 1:
+            break
+        cut = upstream[0]
+    return g.descendants(cut) if cut is not None else set(range(len(g.nodes)))
 
 
 def float_regions(model: onnx.ModelProto) -> FloatRegions:
