@@ -271,11 +271,12 @@ class TensorRTBackend(Backend):
 
     @classmethod
     def available(cls) -> bool:
-        """True when tensorrt and pycuda import and a CUDA device exists."""
+        """True when tensorrt (>= 10) and pycuda import and a CUDA device exists."""
         try:
             import pycuda.driver as cuda
-            import tensorrt  # noqa: F401
+            import tensorrt
 
+            require_tensorrt_version(str(tensorrt.__version__))
             cuda.init()
             return cuda.Device.count() > 0
         except Exception:  # any failure means "not here"; never raise from a probe
