@@ -1,9 +1,20 @@
 """Frames from OpenCV: device, file, RTSP/HTTP stream, GStreamer pipeline or image folder.
 
-A :class:`Camera` thread reads frames and hands them on. Free-running mode
-paces reading to ``fps`` and keeps only the newest frame (older unread ones
-are dropped and counted); triggered mode reads one frame per trigger and
-never drops. A lost source is reopened with exponential backoff.
+A :class:`Camera` thread reads frames and hands them on; a lost source is
+reopened with exponential backoff.
+
+A live source (camera device, RTSP/HTTP stream, GStreamer pipeline) pushes
+frames whether we read them or not, and buffers what we leave. So the thread
+drains it continuously with ``grab()``, timestamps each frame when it is
+grabbed, and decodes (``retrieve()``) only the frames that will be
+inspected: in free-running mode the newest frame once one is due (at most
+``fps`` a second) and the inspector has taken the previous one; in triggered
+mode the first frame grabbed at least ``trigger_delay_ms`` after the trigger
+arrived, never a frame buffered before it. Frames grabbed and not inspected
+are counted as ``skipped``.
+
+Files and image folders are read in order instead, paced to ``fps`` in
+free-running mode and one frame per trigger in triggered mode.
 """
 
 from __future__ import annotations
@@ -24,7 +35,16 @@ import numpy as np
 from edge_inspector.config import CameraConfig, CaptureMode
 from edge_inspector.errors import ConfigError
 
-__all__ = ["Camera", "CameraState", "Frame", "FrameMailbox", "check_source", "opencv_has_gstreamer", "open_source"]
+__all__ = [
+    "Camera",
+    "CameraState",
+    "Frame",
+    "FrameMailbox",
+    "TriggerRequest",
+    "check_source",
+    "open_source",
+    "opencv_has_gstreamer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +63,7 @@ class CameraState(str, Enum):
 
 @dataclass
 class Frame:
-    """One captured frame (RGB) and where it came from."""
+    """One captured frame (RGB), when it was grabbed and where it came from."""
 
     image: np.ndarray
     captured_at: datetime
@@ -52,10 +72,18 @@ class Frame:
     monotonic: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True)
+class TriggerRequest:
+    """A part to inspect, and when its trigger arrived (``time.monotonic``)."""
+
+    part_id: str
+    at: float = field(default_factory=time.monotonic)
+
+
 class _Counters:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.values = {"captured": 0, "dropped": 0, "undecodable": 0, "reconnects": 0}
+        self.values = {"captured": 0, "skipped": 0, "dropped": 0, "undecodable": 0, "reconnects": 0}
 
     def add(self, name: str, amount: int = 1) -> None:
         with self.lock:
@@ -190,7 +218,7 @@ class Camera(threading.Thread):
         config: CameraConfig,
         mailbox: FrameMailbox,
         stop: threading.Event,
-        triggers: queue.Queue[str] | None = None,
+        triggers: queue.Queue[TriggerRequest] | None = None,
         on_state: Callable[[CameraState], None] | None = None,
     ) -> None:
         super().__init__(name="capture", daemon=True)
@@ -225,8 +253,8 @@ class Camera(threading.Thread):
             delay = min(delay * 2, self.config.reconnect_max_s)
         return None
 
-    def _next_part(self) -> tuple[bool, str | None]:
-        """Triggered mode: wait for a part id (False when stopping)."""
+    def _next_part(self) -> tuple[bool, TriggerRequest | None]:
+        """Triggered mode: wait for a trigger (False when stopping)."""
         assert self.triggers is not None
         while not self.stop_event.is_set():
             try:
@@ -243,7 +271,10 @@ class Camera(threading.Thread):
                 capture = self._open()
                 if capture is None:
                     break
-                ended = self._stream(capture, triggered, period)
+                if self._finite:
+                    ended = self._read_in_order(capture, triggered, period)
+                else:
+                    ended = self._drain_live(capture, triggered, period)
                 capture.release()
                 if ended:
                     if self.config.loop:
@@ -257,13 +288,13 @@ class Camera(threading.Thread):
             if self.state is not CameraState.ENDED:
                 self._set_state(CameraState.STOPPED)
 
-    def _stream(self, capture: cv2.VideoCapture | _FolderSource, triggered: bool, period: float) -> bool:
-        """Read until the source fails; True when a finite source reached its end."""
+    def _read_in_order(self, capture: cv2.VideoCapture | _FolderSource, triggered: bool, period: float) -> bool:
+        """A file or folder: read until it ends (True) or fails."""
         next_due = time.monotonic()
         while not self.stop_event.is_set():
-            part_id = None
+            trigger = None
             if triggered:
-                ok, part_id = self._next_part()
+                ok, trigger = self._next_part()
                 if not ok:
                     return False
             else:
@@ -271,25 +302,73 @@ class Camera(threading.Thread):
                 if wait > 0 and self.stop_event.wait(wait):
                     return False
                 next_due = max(next_due + period, time.monotonic())
+            grabbed_at, grabbed_wall = time.monotonic(), datetime.now(timezone.utc)
             ok, image = capture.read()
             if not ok:
-                if triggered and part_id is not None:
-                    self.triggers.put(part_id)  # type: ignore[union-attr]  # not lost: served after reconnect
-                if self._finite:
-                    return True
-                log.warning("camera %s: read failed; reconnecting", self.config.name)
-                return False
-            if image is None or image.size == 0:
-                self.counters.add("undecodable")
-                log.warning("camera %s: frame %d could not be decoded; skipped", self.config.name, self._index)
-                self._index += 1
-                continue
-            self._index += 1
-            self.counters.add("captured")
-            frame = Frame(_to_rgb(image), datetime.now(timezone.utc), self._index, part_id)
-            if self.mailbox.put(frame, self.stop_event):
-                self.counters.add("dropped")
+                if trigger is not None:
+                    self.triggers.put(trigger)  # type: ignore[union-attr]  # not lost: served after a loop
+                return True
+            self._deliver(image, grabbed_at, grabbed_wall, trigger)
         return False
+
+    def _drain_live(self, capture: cv2.VideoCapture, triggered: bool, period: float) -> bool:
+        """A live source: grab every frame it pushes, decode only those to inspect; False when it fails."""
+        pending: list[TriggerRequest] = []
+        delay = self.config.trigger_delay_ms / 1000.0
+        next_due = time.monotonic()
+        while not self.stop_event.is_set():
+            if not capture.grab():
+                log.warning("camera %s: read failed; reconnecting", self.config.name)
+                if pending:  # not lost: served after the reconnect
+                    for trigger in pending:
+                        self.triggers.put(trigger)  # type: ignore[union-attr]
+                return False
+            grabbed_at, grabbed_wall = time.monotonic(), datetime.now(timezone.utc)
+            if triggered:
+                pending += _drain(self.triggers)
+                trigger = pending.pop(0) if pending and grabbed_at >= pending[0].at + delay else None
+                wanted = trigger is not None
+            else:
+                trigger = None
+                wanted = grabbed_at >= next_due and self.mailbox.qsize() == 0
+            if not wanted:
+                self._index += 1
+                self.counters.add("captured")
+                self.counters.add("skipped")
+                continue
+            if not triggered:
+                next_due = max(next_due + period, grabbed_at)
+            ok, image = capture.retrieve()
+            self._deliver(image if ok else None, grabbed_at, grabbed_wall, trigger)
+        return False
+
+    def _deliver(
+        self, image: np.ndarray | None, grabbed_at: float, grabbed_wall: datetime, trigger: TriggerRequest | None
+    ) -> None:
+        """Hand a decoded frame to the inspector, or count it undecodable."""
+        self._index += 1
+        if image is None or image.size == 0:
+            self.counters.add("undecodable")
+            log.warning("camera %s: frame %d could not be decoded; skipped", self.config.name, self._index)
+            if trigger is not None:  # the part is still waiting: the next frame serves it
+                self.triggers.put(trigger)  # type: ignore[union-attr]
+            return
+        self.counters.add("captured")
+        part_id = trigger.part_id if trigger is not None else None
+        frame = Frame(_to_rgb(image), grabbed_wall, self._index, part_id, monotonic=grabbed_at)
+        if self.mailbox.put(frame, self.stop_event):
+            self.counters.add("dropped")
+
+
+def _drain(triggers: queue.Queue[TriggerRequest] | None) -> list[TriggerRequest]:
+    """Every trigger waiting, oldest first."""
+    found: list[TriggerRequest] = []
+    while triggers is not None:
+        try:
+            found.append(triggers.get_nowait())
+        except queue.Empty:
+            break
+    return found
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:

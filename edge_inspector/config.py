@@ -73,6 +73,13 @@ class CameraConfig(_Section):
     fps: float = Field(5.0, gt=0, description="free-running: most frames per second to inspect")
     roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height cut before resizing")
     loop: bool = Field(False, description="files and folders: start again at the end (demos, soak tests)")
+    trigger_delay_ms: float = Field(
+        0.0,
+        ge=0,
+        le=10_000,
+        description="triggered, live sources: inspect the first frame grabbed this long after "
+        "the trigger arrived (conveyor settling)",
+    )
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
 

@@ -25,7 +25,7 @@ from edge_inspector import systemd
 from edge_inspector.backends import create_backend
 from edge_inspector.backends.base import BackendOptions
 from edge_inspector.bundle import load_bundle
-from edge_inspector.capture import Camera, CameraState, Frame, FrameMailbox, check_source
+from edge_inspector.capture import Camera, CameraState, Frame, FrameMailbox, TriggerRequest, check_source
 from edge_inspector.config import AgentConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.health import Health, MetricsServer
@@ -53,7 +53,7 @@ class Agent:
         self.topics = topics(config.mqtt.prefix, config.station)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
-        self.triggers: queue.Queue[str] = queue.Queue()
+        self.triggers: queue.Queue[TriggerRequest] = queue.Queue()
         self.health = Health()
         self.inspector: Inspector | None = None
         self.camera: Camera | None = None
@@ -152,7 +152,7 @@ class Agent:
                 log.warning("ignoring malformed trigger %r: %s", payload[:200], exc)
                 self.health.add("bad_commands")
                 return
-            self.triggers.put(trigger.part_id)
+            self.triggers.put(TriggerRequest(trigger.part_id))
         elif topic == self.topics["reload"]:
             self.reload_requested.set()
 

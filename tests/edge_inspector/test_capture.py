@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from mjpeg_server import MjpegCamera
+from mjpeg_server import MjpegCamera, read_index, render_index
 
-from edge_inspector.capture import Camera, CameraState, FrameMailbox, check_source
+from edge_inspector.capture import Camera, CameraState, FrameMailbox, TriggerRequest, check_source
 from edge_inspector.config import CameraConfig, CaptureMode
 from edge_inspector.errors import ConfigError
 from trainer.synth.video import write_video
@@ -71,12 +71,12 @@ def test_folder_with_undecodable_image(tmp_path: Path) -> None:
 
 def test_triggered_mode_reads_one_frame_per_part_and_never_drops(tmp_path: Path) -> None:
     video = write_video(tmp_path / "parts.avi", _frames(10))
-    triggers: queue.Queue[str] = queue.Queue()
+    triggers: queue.Queue[TriggerRequest] = queue.Queue()
     mailbox, stop = FrameMailbox(latest=False), threading.Event()
     camera = Camera(CameraConfig(source=str(video), mode=CaptureMode.TRIGGERED), mailbox, stop, triggers)
     camera.start()
     for part in ("A1", "A2", "A3", "A4"):
-        triggers.put(part)
+        triggers.put(TriggerRequest(part))
     got = [mailbox.get(5.0) for _ in range(4)]
     assert [f.part_id for f in got] == ["A1", "A2", "A3", "A4"]
     assert [f.index for f in got] == [1, 2, 3, 4]
@@ -121,3 +121,59 @@ def test_sources_checked_before_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         check_source(CameraConfig(source=str(tmp_path / "missing.mp4")))
     check_source(CameraConfig(source="rtsp://user:secret@10.0.0.5/stream"))  # checked when opened, not here
+
+
+LIVE_FPS = 30.0
+
+
+def _live_camera(config: CameraConfig, latest: bool) -> tuple[Camera, FrameMailbox, threading.Event]:
+    mailbox, stop = FrameMailbox(latest=latest), threading.Event()
+    triggers: queue.Queue[TriggerRequest] = queue.Queue()
+    return Camera(config, mailbox, stop, triggers), mailbox, stop
+
+
+def test_free_running_on_a_live_stream_inspects_the_newest_frame() -> None:
+    """A 30 fps camera, inspected at 4 fps: frames must not queue up in the stream's buffers."""
+    server = MjpegCamera(fps=LIVE_FPS, render=render_index).start()
+    camera, mailbox, stop = _live_camera(CameraConfig(source=server.url, fps=4), latest=True)
+    camera.start()
+    ages = []
+    try:
+        assert mailbox.get(15.0) is not None
+        for _ in range(16):  # 4 s of inspection; each takes 100 ms, as a model would
+            frame = mailbox.get(5.0)
+            assert frame is not None
+            ages.append(server.served - 1 - read_index(frame.image))  # frames the camera sent since
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        server.stop()
+        camera.join(5)
+    assert max(ages) <= 2, ages  # at most two frame periods old, however long it runs
+    counters = camera.counters.snapshot()
+    assert counters["skipped"] > counters["captured"] / 2  # grabbed, never decoded
+
+
+def test_triggered_on_a_live_stream_inspects_a_frame_captured_after_the_trigger() -> None:
+    server = MjpegCamera(fps=LIVE_FPS, render=render_index).start()
+    config = CameraConfig(source=server.url, mode=CaptureMode.TRIGGERED, trigger_delay_ms=50)
+    camera, mailbox, stop = _live_camera(config, latest=False)
+    camera.start()
+    try:
+        deadline = time.monotonic() + 15
+        while camera.state is not CameraState.STREAMING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for part in range(8):
+            time.sleep(0.3)  # the stream runs on between parts, filling any buffer we leave
+            sent_before = server.served
+            request = TriggerRequest(f"P{part}")
+            camera.triggers.put(request)  # type: ignore[union-attr]
+            frame = mailbox.get(5.0)
+            assert frame is not None and frame.part_id == f"P{part}"
+            assert frame.monotonic >= request.at + 0.05  # grabbed after the trigger and its delay
+            assert read_index(frame.image) >= sent_before, (part, read_index(frame.image), sent_before)
+    finally:
+        stop.set()
+        server.stop()
+        camera.join(5)
+    assert mailbox.get(0.3) is None  # one frame per trigger
