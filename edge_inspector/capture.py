@@ -229,12 +229,32 @@ class Camera(threading.Thread):
         self.on_state = on_state
         self.counters = _Counters()
         self.state = CameraState.CONNECTING
+        self.state_since = time.monotonic()
+        self._heartbeat = time.monotonic()
         self._index = 0
         self._finite = _is_file(config.source)
+
+    def beat(self) -> None:
+        """Mark the thread as making progress (every frame, every wait step)."""
+        self._heartbeat = time.monotonic()
+
+    def stalled_for(self) -> float:
+        """Seconds since the capture thread last made progress: large means it hangs (in a read)."""
+        return time.monotonic() - self._heartbeat
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait, beating at least once a second; True when stopping."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop_event.wait(min(left, 1.0)):
+                return True
+            self.beat()
+        return self.stop_event.is_set()
 
     def _set_state(self, state: CameraState) -> None:
         if state is not self.state:
             log.info("camera %s: %s", self.config.name, state.value)
+            self.state_since = time.monotonic()
         self.state = state
         if self.on_state:
             self.on_state(state)
@@ -248,7 +268,7 @@ class Camera(threading.Thread):
                 return capture
             capture.release()
             log.warning("camera %s: cannot open source; retrying in %.1f s", self.config.name, delay)
-            if self.stop_event.wait(delay):
+            if self._wait(delay):
                 break
             delay = min(delay * 2, self.config.reconnect_max_s)
         return None
@@ -257,6 +277,7 @@ class Camera(threading.Thread):
         """Triggered mode: wait for a trigger (False when stopping)."""
         assert self.triggers is not None
         while not self.stop_event.is_set():
+            self.beat()
             try:
                 return True, self.triggers.get(timeout=0.2)
             except queue.Empty:
@@ -299,9 +320,10 @@ class Camera(threading.Thread):
                     return False
             else:
                 wait = next_due - time.monotonic()
-                if wait > 0 and self.stop_event.wait(wait):
+                if wait > 0 and self._wait(wait):
                     return False
                 next_due = max(next_due + period, time.monotonic())
+            self.beat()
             grabbed_at, grabbed_wall = time.monotonic(), datetime.now(timezone.utc)
             ok, image = capture.read()
             if not ok:
@@ -317,6 +339,7 @@ class Camera(threading.Thread):
         delay = self.config.trigger_delay_ms / 1000.0
         next_due = time.monotonic()
         while not self.stop_event.is_set():
+            self.beat()
             if not capture.grab():
                 log.warning("camera %s: read failed; reconnecting", self.config.name)
                 if pending:  # not lost: served after the reconnect

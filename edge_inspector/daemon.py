@@ -120,6 +120,7 @@ class Agent:
                 "source": redact(self.config.camera.source),
                 "mode": self.config.camera.mode.value,
                 "state": camera.state.value if camera else CameraState.CONNECTING.value,
+                "state_for_s": round(time.monotonic() - camera.state_since, 1) if camera else 0.0,
                 "reload_error": self._last_reload_error,
             },
             uptime_s=round(self.health.uptime(), 1),
@@ -206,12 +207,25 @@ class Agent:
             log.error("could not inspect %d frame(s): %s", len(frames), exc)
 
     def _watchdog_ok(self) -> bool:
+        """Whether the agent works: systemd restarts it when this stays False.
+
+        A camera that is away is not the agent's fault: while the capture
+        thread is alive and making progress (connecting, reconnecting, waiting
+        for triggers) the answer is yes. It is no when the capture thread
+        hangs (a read that never returns) or died, or when frames stream but
+        none has gone through inference for ``stall_after_s`` (this loop is
+        the inference loop, so a hung inference stops the pings by itself).
+        """
         camera = self.camera
         if camera is None or camera.state is CameraState.ENDED:
             return True
-        if self.config.camera.mode is CaptureMode.TRIGGERED:
-            return camera.is_alive()
-        return self.health.idle_for() < self.config.health.stall_after_s
+        stall = self.config.health.stall_after_s
+        if not camera.is_alive() or camera.stalled_for() > stall:
+            return False
+        if camera.state is CameraState.STREAMING and self.config.camera.mode is CaptureMode.FREE_RUNNING:
+            streaming_for = time.monotonic() - camera.state_since
+            return min(self.health.idle_for(), streaming_for) < stall
+        return True
 
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:
@@ -250,7 +264,10 @@ class Agent:
             if self.config.health.prometheus_port is not None:
                 self._metrics = MetricsServer(self.config.health.prometheus_port, self._metric_values)
             self.publisher.start()
-            self.camera = Camera(self.config.camera, mailbox, self.stop, self.triggers)
+            # a camera that goes away or comes back is news for the MES now, not at the next status tick
+            self.camera = Camera(
+                self.config.camera, mailbox, self.stop, self.triggers, on_state=lambda _state: self._publish_status()
+            )
             self.camera.start()
             systemd.ready()
             self._loop(mailbox)

@@ -1,8 +1,10 @@
 """The agent end to end: a real Mosquitto, a real video, the daemon as a real process."""
 
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from mjpeg_server import MjpegCamera
 from mqtt_broker import MosquittoBroker, Received, Subscriber
 
 from deploy.broker import free_port
@@ -46,10 +49,10 @@ def _config(tmp_path: Path, bundle: Path, broker: MosquittoBroker, source: Path,
     return path
 
 
-def _start(config: Path, tmp_path: Path) -> subprocess.Popen:
+def _start(config: Path, tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     log = (tmp_path / "agent.log").open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(config)], stdout=log, stderr=log
+        [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(config)], stdout=log, stderr=log, env=env
     )
 
 
@@ -206,3 +209,114 @@ def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(bad)], capture_output=True, text=True
     )
     assert run.returncode == 2 and "bundle directory not found" in run.stderr and "Traceback" not in run.stderr
+
+
+# --- the systemd watchdog, through a real notify socket -----------------------------------------------
+
+_HANG_ON_FILE = '''
+"""Fault injection for the agent under test: inference blocks while {flag} exists."""
+import os
+import time
+
+from edge_inspector.backends import onnxruntime as _ort
+
+_infer = _ort.OnnxRuntimeBackend.infer
+
+
+def _hanging_infer(self, images):
+    while os.path.exists({flag!r}):
+        time.sleep(0.05)
+    return _infer(self, images)
+
+
+_ort.OnnxRuntimeBackend.infer = _hanging_infer
+'''
+
+
+class _NotifyLog:
+    """Reads every datagram the agent sends to its ``$NOTIFY_SOCKET``, with arrival times."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+
+    def collect(self, seconds: float) -> list[tuple[float, str]]:
+        """Messages received during the next ``seconds``."""
+        found = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            found.append((time.monotonic(), data.decode()))
+        self.messages += found
+        return found
+
+
+def _pings(messages: list[tuple[float, str]]) -> list[float]:
+    return [at for at, text in messages if "WATCHDOG=1" in text.split("\n")]
+
+
+def _largest_gap(times: list[float], start: float, end: float) -> float:
+    edges = [start, *times, end]
+    return max(b - a for a, b in zip(edges, edges[1:], strict=False))
+
+
+def test_watchdog_pings_through_a_camera_outage_and_stops_when_inference_hangs(
+    tmp_path: Path, bundle_dir: Path
+) -> None:
+    notify_path = tmp_path / "notify.sock"
+    if len(os.fsencode(notify_path)) >= 108:
+        pytest.skip(f"tmp_path too long for an AF_UNIX socket path: {notify_path}")
+    notify = _NotifyLog(notify_path)
+    flag = tmp_path / "hang"
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sitecustomize.py").write_text(_HANG_ON_FILE.format(flag=str(flag)))
+    camera = MjpegCamera(render_frames(8, size=64, seed=5, frame_size=128)[0], fps=15).start()
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(notify_path),
+        "WATCHDOG_USEC": "1000000",  # a ping every 0.5 s
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "inject"), os.environ.get("PYTHONPATH", "")]),
+    }
+    with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/status") as sub:
+        config = _config(
+            tmp_path,
+            bundle_dir,
+            broker,
+            camera.url,  # type: ignore[arg-type]
+            camera={"fps": 5, "reconnect_initial_s": 0.2, "reconnect_max_s": 0.5},
+            health={"stall_after_s": 2, "status_interval_s": 30},
+        )
+        agent = _start(config, tmp_path, env)
+        try:
+            started = notify.collect(20)
+            assert any("READY=1" in text for _, text in started), started
+            ready_at = next(at for at, text in started if "READY=1" in text)
+            assert _pings([m for m in started if m[0] >= ready_at])
+
+            camera.stop()  # unplugged for 6 s: three times stall_after_s
+            outage_start = time.monotonic()
+            outage = notify.collect(6)
+            assert _largest_gap(_pings(outage), outage_start, time.monotonic()) < 1.5, _pings(outage)
+            sub.wait_until(lambda ms: any(s.camera["state"] == "reconnecting" for s in _statuses(ms)), timeout=5)
+
+            camera.start()
+            sub.wait_until(lambda ms: _statuses(ms)[-1].camera["state"] == "streaming", timeout=15)
+            notify.collect(2)
+            flag.touch()  # inference hangs from its next frame on
+            hang_start = time.monotonic()
+            hung = notify.collect(6)
+            late = [at for at in _pings(hung) if at > hang_start + 1.5]
+            assert late == [], "WATCHDOG=1 went on while inference hung"
+            flag.unlink()
+            assert _pings(notify.collect(3)), "pings resume once inference does"
+            assert _stop(agent, tmp_path) == 0
+        finally:
+            flag.unlink(missing_ok=True)
+            agent.kill()
+            camera.stop()
+            notify.sock.close()
