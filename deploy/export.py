@@ -87,10 +87,17 @@ def load_images(samples: list[Sample], spec: InputSpec) -> tuple[np.ndarray, np.
     return np.stack(images), np.asarray(labels)
 
 
-def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU ONNX Runtime session with optimisations on."""
+def onnx_session(path: Path, threads: int | None = None, *, optimize: bool = True) -> ort.InferenceSession:
+    """A CPU ONNX Runtime session, with graph optimisations on unless ``optimize`` is False.
+
+    ``optimize=False`` runs the graph exactly as written: ONNX Runtime's CPU
+    optimiser (1.32) computes Q/DQ graphs with fp16 scales wrongly, though the
+    graph itself is right (the TensorRT flavour's, see ``deploy.quantize``).
+    """
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

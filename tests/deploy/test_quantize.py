@@ -211,3 +211,18 @@ def test_onnxruntime_floor_is_the_one_quantize_needs() -> None:
         require_onnxruntime("1.26.0")
     require_onnxruntime("1.27.0")
     require_onnxruntime("1.32.0")
+
+
+@pytest.mark.parametrize(("file", "optimize"), [("model.int8.u8s8.onnx", True), ("model.int8.s8s8.onnx", False)])
+def test_int8_flavours_compute_what_fp32_computes(
+    bundle_dir: Path, synth_data: Path, file: str, optimize: bool
+) -> None:
+    """Logits within a fifth of FP32's range (a wrong graph is off by about the whole range)."""
+    from deploy.export import load_images, onnx_session
+    from trainer.evaluation import folder_samples
+
+    manifest = load_bundle(bundle_dir).manifest
+    images, _ = load_images(folder_samples(synth_data, manifest.classes)[::3], manifest.input)
+    reference = onnx_session(bundle_dir / "model.onnx").run(["logits"], {"image": images})[0]
+    logits = onnx_session(bundle_dir / file, optimize=optimize).run(["logits"], {"image": images})[0]
+    assert np.abs(logits - reference).max() <= 0.2 * float(reference.max() - reference.min())
