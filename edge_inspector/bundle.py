@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge_inspector.errors import BundleError
 from edge_inspector.preprocess import InputSpec
@@ -108,6 +108,14 @@ class BundleManifest(_Model):
     training: TrainingSummary | None = None
     variants: dict[str, Variant]
     files: dict[str, FileEntry] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ok_class_is_a_class(self) -> BundleManifest:
+        if self.ok_class is not None and self.ok_class not in self.classes:
+            raise ValueError(f"ok_class {self.ok_class!r} is not one of the classes {self.classes}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes repeat a name: {self.classes}")
+        return self
 
     def variant(self, precision: Precision, activations: str | None = None) -> tuple[str, Variant]:
         """The variant of a precision (and int8 flavour), by name.

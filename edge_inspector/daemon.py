@@ -129,6 +129,19 @@ class Agent:
             broker_connected=bool(self.publisher and self.publisher.connected),
         )
 
+    def _last_will(self) -> bytes:
+        """The ``offline`` status the broker publishes if we vanish: who, with which model; nothing that ages."""
+        will = Status(
+            station=self.config.station,
+            state="offline",
+            at=datetime.now(timezone.utc),
+            model=self.inspector.model if self.inspector else None,
+            camera={"name": self.config.camera.name, "source": redact(self.config.camera.source)},
+            uptime_s=None,
+            broker_connected=False,
+        )
+        return will.model_dump_json().encode()
+
     def _status_payload(self, state: str) -> bytes:
         return self._status(state).model_dump_json().encode()
 
@@ -137,7 +150,7 @@ class Agent:
         values: dict[str, float] = dict(status.counters)
         values.update({f"spool_{k}": v for k, v in status.spool.items()})
         values["broker_connected"] = float(status.broker_connected)
-        values["uptime_seconds"] = status.uptime_s
+        values["uptime_seconds"] = status.uptime_s or 0.0
         values["camera_streaming"] = float(status.camera["state"] == CameraState.STREAMING.value)
         return values
 
@@ -250,7 +263,7 @@ class Agent:
         self.inspector = self._load_inspector()
         self.spool = Spool(self.config.spool.path, max_bytes=int(self.config.spool.max_mb * 1024 * 1024))
         mailbox = FrameMailbox(latest=self.config.camera.mode is CaptureMode.FREE_RUNNING)
-        offline = self._status_payload("offline")
+        offline = self._last_will()
         self.publisher = Publisher(
             self.config.mqtt,
             station=self.config.station,

@@ -80,7 +80,9 @@ class Status(_Message):
     at: datetime
     model: ModelRef | None = None
     camera: dict[str, Any] = Field(default_factory=dict, description="source, state, reconnects")
-    uptime_s: float = 0.0
+    uptime_s: float | None = Field(
+        0.0, description="seconds since start; null in the last will, which the broker sends long after it was set"
+    )
     counters: dict[str, int] = Field(default_factory=dict)
     spool: dict[str, int] = Field(default_factory=dict)
     broker_connected: bool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from pathlib import Path
 
@@ -15,6 +16,8 @@ __all__ = ["SampleKeeper"]
 
 log = logging.getLogger(__name__)
 
+_OURS = re.compile(r"\d{8}T\d{6}_\d{9}\.png")  # <capture time>_<seq>.png, as save() names them
+
 
 class SampleKeeper:
     """Saves defect (and low-confidence) frames to ``<folder>/<label>/``, at most ``max_files``."""
@@ -24,8 +27,9 @@ class SampleKeeper:
         self._files: deque[Path] = deque()
         if config.folder is not None:
             config.folder.mkdir(parents=True, exist_ok=True)
-            existing = sorted(config.folder.glob("*/*.png"), key=lambda p: p.stat().st_mtime)
-            self._files.extend(existing)
+            # only what the agent wrote counts (and is ever deleted), never an engineer's own files
+            ours = (p for p in config.folder.glob("*/*.png") if _OURS.fullmatch(p.name))
+            self._files.extend(sorted(ours, key=lambda p: p.stat().st_mtime))
 
     def wanted(self, is_defect: bool, confidence: float) -> bool:
         """Whether a frame with this verdict is kept."""

@@ -76,6 +76,16 @@ def test_missing_file_and_bad_manifest(bundle_dir: Path, tmp_path: Path) -> None
         load_bundle(tmp_path / "nowhere")
 
 
+def test_manifest_refuses_an_ok_class_that_is_not_a_class(bundle_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["ok_class"] = "good"
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"invalid manifest.*ok_class 'good' is not one of the classes"):
+        load_bundle(copy)
+
+
 def test_export_refuses_to_overwrite_a_non_bundle(trained_run: Path, tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -209,6 +210,66 @@ def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(bad)], capture_output=True, text=True
     )
     assert run.returncode == 2 and "bundle directory not found" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_last_will_names_station_and_model_not_a_stale_uptime(tmp_path: Path, bundle_dir: Path) -> None:
+    with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
+        config = _config(tmp_path, bundle_dir, broker, _video(tmp_path, 10), camera={"loop": True, "fps": 5})
+        agent = _start(config, tmp_path)
+        try:
+            sub.wait_until(lambda ms: len(_verdicts(ms)) >= 3, timeout=60)
+            agent.send_signal(signal.SIGKILL)  # no clean disconnect: the broker publishes the will
+            agent.wait(10)
+            received = sub.wait_until(lambda ms: any(s.state == "offline" for s in _statuses(ms)), timeout=20)
+        finally:
+            agent.kill()
+    (will,) = [s for s in _statuses(received) if s.state == "offline"]
+    assert will.station == STATION and will.model is not None and will.model.name == "tiny"
+    assert will.uptime_s is None and will.counters == {} and not will.broker_connected
+    assert will.camera["name"] == "cam0"
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
+def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, bundle_dir: Path) -> None:
+    """A broker that refuses our password: inspect and spool on, retry, deliver once it accepts."""
+    users = tmp_path / "users"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(users), "line7", "right"], check=True, capture_output=True)
+    users.chmod(0o600)
+    (tmp_path / "password").write_text("wrong\n")
+    extra = ["allow_anonymous false", f"password_file {users}"]
+    with MosquittoBroker(extra_config=extra) as broker:
+        config = _config(
+            tmp_path,
+            bundle_dir,
+            broker,
+            _video(tmp_path, 10),
+            camera={"loop": True, "fps": 5},
+            mqtt={"username": "line7", "password_file": str(tmp_path / "password"), "heatmap": "never"},
+            spool={"path": str(tmp_path / "spool.sqlite")},
+        )
+        agent = _start(config, tmp_path)
+        try:
+            time.sleep(8)  # refused again and again, while frames go on through inference
+            assert agent.poll() is None, (tmp_path / "agent.log").read_text()[-2000:]
+            log = (tmp_path / "agent.log").read_text()
+            assert log.count("refused the connection: Not authorized") == 1  # logged once per change of state
+            assert broker.log().count("not authorised") >= 2  # and retried
+            with sqlite3.connect(tmp_path / "spool.sqlite") as db:
+                spooled = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+            assert spooled >= 5  # inspected and kept for later
+
+            subprocess.run(["mosquitto_passwd", "-b", str(users), "line7", "wrong"], check=True, capture_output=True)
+            broker.stop()
+            broker.start()  # now it accepts the agent's password
+            deadline = time.monotonic() + 60
+            while "mqtt: connected" not in (tmp_path / "agent.log").read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert "mqtt: connected" in (tmp_path / "agent.log").read_text()
+            assert _stop(agent, tmp_path) == 0  # drains the spool to the broker
+            with sqlite3.connect(tmp_path / "spool.sqlite") as db:
+                assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+        finally:
+            agent.kill()
 
 
 # --- the systemd watchdog, through a real notify socket -----------------------------------------------

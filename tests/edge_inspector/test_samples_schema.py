@@ -29,6 +29,25 @@ def test_samples_are_kept_in_the_calibration_layout_and_bounded(tmp_path: Path) 
     assert not SampleKeeper(SamplesConfig()).wanted(is_defect=True, confidence=1.0)
 
 
+def test_samples_never_delete_files_the_agent_did_not_write(tmp_path: Path) -> None:
+    folder = tmp_path / "kept"
+    (folder / "short").mkdir(parents=True)
+    labelled = [folder / "short" / "board-17.png", folder / "short" / "20261129T101500_12.png"]
+    for path in labelled:
+        path.write_bytes(b"an engineer's labelled image")
+    keeper = SampleKeeper(SamplesConfig(folder=folder, max_files=2))
+    image = np.zeros((8, 8, 3), np.uint8)
+    for seq in range(1, 6):
+        keeper.save(image, "short", seq, "20261129T101500")
+    assert all(p.read_bytes() == b"an engineer's labelled image" for p in labelled)
+    ours = sorted(p.name for p in (folder / "short").glob("*_0*.png"))
+    assert ours == ["20261129T101500_000000004.png", "20261129T101500_000000005.png"]
+    # a restart counts what it wrote before, and still only that
+    SampleKeeper(SamplesConfig(folder=folder, max_files=1)).save(image, "short", 6, "20261129T101501")
+    assert all(p.exists() for p in labelled)
+    assert len(list((folder / "short").glob("*_0*.png"))) == 1
+
+
 def test_roi_and_the_crop_the_model_sees() -> None:
     frame = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3).astype(np.uint8)
     roi = crop_roi(frame, (150, 40, 100, 100))  # clipped at the right edge
