@@ -14,7 +14,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from deploy.bench import bench_bundle, format_bench, write_bench_json
+from deploy.bench import bench_bundle, cpu_flags, format_bench, write_bench_json
 from deploy.export import export_bundle
 from deploy.quantize import quantize_bundle
 from trainer.config import TrainConfig
@@ -45,6 +45,7 @@ def main() -> None:
             quantize_bundle(bundle, data, samples=56)
         rows = bench_bundle(bundle, batches=(1, 8), threads=args.threads, runs=args.runs)
         print(format_bench(rows))
+        print(f"CPU flags: {' '.join(cpu_flags()) or 'unknown'}")
         write_bench_json(args.json, rows, image_size=args.size, threads=args.threads)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ from edge_inspector.backends import BackendKind, BackendOptions, available_backe
 from edge_inspector.bundle import Bundle, Precision, load_bundle
 from edge_inspector.errors import BackendError, CheckpointError
 
-__all__ = ["BenchRow", "bench_bundle", "format_bench", "write_bench_json"]
+__all__ = ["BenchRow", "bench_bundle", "cpu_flags", "format_bench", "write_bench_json"]
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +127,29 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
     return "\n".join(lines)
 
 
+_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16", "asimd")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU features that decide INT8 and bf16 speed here (from /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    present = set(
+        next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith(("flags", "Features"))), [])
+    )
+    return [f for f in _FLAGS if f in present]
+
+
 def write_bench_json(path: Path, rows: Sequence[BenchRow], **context: object) -> None:
     """Write rows plus the machine and settings they were measured on."""
     payload = {
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
+            "cpu_flags": cpu_flags(),
+            "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
         **context,
