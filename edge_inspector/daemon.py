@@ -110,6 +110,9 @@ class Agent:
         spool = {}
         if self.spool is not None:
             spool = {**self.spool.depth(), **{f"evicted_{k}": v for k, v in self.spool.evictions().items()}}
+        if self.publisher is not None:  # a full disk: what went out without durability, or not at all
+            stats = self.publisher.stats()
+            spool.update(disk_full=int(self.publisher.disk_full), undurable=stats["undurable"], lost=stats["lost"])
         return Status(
             station=self.config.station,
             state=state,  # type: ignore[arg-type]
@@ -195,7 +198,11 @@ class Agent:
             self.publisher.enqueue("verdict", verdict.model_dump_json().encode(), seq=seq)
             if item.heatmap_jpeg is not None:
                 self.publisher.enqueue("heatmap", item.heatmap_jpeg, seq=seq)
-            if self.samples.wanted(item.is_defect, item.confidence):
+            if not self.samples.wanted(item.is_defect, item.confidence):
+                continue
+            if self.publisher.disk_full:  # keeping samples pauses: the disk's room is for verdicts
+                self.health.add("samples_skipped")
+            else:
                 self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
         self.health.inferred([i.label for i in inspections])
 

@@ -31,7 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_inspector.config import MqttConfig
 from edge_inspector.errors import ConfigError
 from edge_inspector.messages import topics
-from edge_inspector.spool import Kind, Spool, SpoolError, SpoolItem
+from edge_inspector.spool import Kind, Spool, SpoolError, SpoolFullError, SpoolItem
 
 __all__ = ["Publisher"]
 
@@ -94,7 +94,9 @@ class Publisher:
         self._dirty = False
         self._last_error: str | None = None
         self._socket_error: str | None = None
-        self._counts = {"published": 0, "acked": 0, "rejected": 0, "invalid": 0}
+        self._counts = {"published": 0, "acked": 0, "rejected": 0, "invalid": 0, "undurable": 0, "lost": 0}
+        self._disk_full_since: float | None = None
+        self._ack_blocked = False  # acknowledged rows cannot be deleted (full disk); logged once
         self._connects = 0
         self._client = self._make_client()
 
@@ -199,9 +201,15 @@ class Publisher:
         """Why the last connection attempt failed or was refused; None while connected."""
         return self._last_error
 
+    @property
+    def disk_full(self) -> bool:
+        """Whether the last message could not be spooled for a full disk (it went out undurable)."""
+        return self._disk_full_since is not None
+
     def stats(self) -> dict[str, int]:
         """Counters: ``published``, ``acked``, ``reconnects``, ``rejected`` (by the broker),
-        ``invalid`` (unpublishable rows dropped) and ``inflight``."""
+        ``invalid`` (unpublishable rows dropped), ``inflight``, and while the disk is full
+        ``undurable`` (published without a spool row) and ``lost`` (neither spooled nor sent)."""
         with self._cond:
             return {**self._counts, "reconnects": max(0, self._connects - 1), "inflight": len(self._outstanding)}
 
@@ -211,16 +219,47 @@ class Publisher:
             self._dirty = True
             self._cond.notify_all()
 
-    def enqueue(self, kind: Kind, payload: bytes, *, seq: int) -> int:
+    def enqueue(self, kind: Kind, payload: bytes, *, seq: int) -> int | None:
         """Spool a verdict or heatmap on this station's topic and QoS, then wake the sender.
 
+        On a full disk the message goes straight to the broker instead, without
+        durability (counted ``undurable``, or ``lost`` while disconnected), and
+        the spool is tried again with the next message.
+
+        Returns:
+            The spool row, or None when the disk is full.
+
         Raises:
-            SpoolError: the spool cannot be written.
+            SpoolError: the spool cannot be written for another reason.
         """
         qos = self.config.qos if kind == "verdict" else self.config.heatmap_qos
-        row = self._spool.put(kind, self.topics[kind], payload, seq=seq, qos=qos, content_type=_CONTENT_TYPES[kind])
+        content_type = _CONTENT_TYPES[kind]
+        try:
+            row = self._spool.put(kind, self.topics[kind], payload, seq=seq, qos=qos, content_type=content_type)
+        except SpoolFullError as exc:
+            if self._disk_full_since is None:
+                self._disk_full_since = time.monotonic()
+                log.error("%s; publishing without durability until there is room again", exc)
+            self._publish_undurable(kind, payload, seq, qos, content_type)
+            return None
+        if self._disk_full_since is not None:
+            log.warning(
+                "spool %s: room again after %.0f s; messages are durable again",
+                self._spool.path,
+                time.monotonic() - self._disk_full_since,
+            )
+            self._disk_full_since = None
         self.notify()
         return row
+
+    def _publish_undurable(self, kind: Kind, payload: bytes, seq: int, qos: int, content_type: str) -> None:
+        props = self._props(PacketTypes.PUBLISH, content_type, seq)
+        sent = self.connected and (
+            self._client.publish(self.topics[kind], payload, qos=qos, properties=props).rc
+            == MQTTErrorCode.MQTT_ERR_SUCCESS
+        )
+        with self._cond:
+            self._counts["undurable" if sent else "lost"] += 1
 
     def publish_status(self, payload: bytes) -> bool:
         """Publish a status payload, QoS 1, retained; False (skipped, not queued) when not connected."""
@@ -348,9 +387,15 @@ class Publisher:
     def _drop(self, row: int) -> bool:
         try:
             self._spool.ack(row)
+        except SpoolFullError as exc:  # once per episode: on a full disk every delete fails
+            if not self._ack_blocked:
+                self._ack_blocked = True
+                log.error("mqtt: %s; delivered rows stay (and go again) until the disk has room", exc)
+            return False
         except SpoolError as exc:
             log.error("mqtt: %s; the row will be sent again", exc)
             return False
+        self._ack_blocked = False
         return True
 
     # -- sender thread -------------------------------------------------------

@@ -9,6 +9,14 @@ The spool is bounded by the bytes of its payloads. When a new message does not
 fit, the oldest heatmaps go first, then the oldest verdicts; every eviction is
 counted per kind, persisted and logged at WARNING.
 
+A full disk is not a full spool: SQLite then refuses every write
+(:class:`SpoolFullError`). :meth:`Spool.put` first frees room as the bound
+does (heatmaps, then the oldest verdicts, each eviction counted) and retries;
+when nothing more can go, the caller publishes without durability until the
+disk has room again. ``seq`` goes on in memory meanwhile and is persisted by
+the next write that succeeds, so it never repeats while the process lives (a
+crash while the disk is full can repeat the ``seq`` handed out since).
+
 ``synchronous=FULL``: in WAL mode ``NORMAL`` is safe against a crash of the
 process but may lose the last commits on a power cut, which on a production
 line is an ordinary event. Losing a commit would lose a verdict or, worse, hand
@@ -31,7 +39,7 @@ from typing import Literal
 
 from edge_inspector.errors import EdgeInspectorError
 
-__all__ = ["KINDS", "Kind", "Spool", "SpoolError", "SpoolItem"]
+__all__ = ["KINDS", "Kind", "Spool", "SpoolError", "SpoolFullError", "SpoolItem"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,14 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0), ('evicted_verdict', 0
 
 class SpoolError(EdgeInspectorError):
     """The spool cannot be opened or written (unwritable folder, full disk, corrupt file)."""
+
+
+class SpoolFullError(SpoolError):
+    """The disk (or the database) is full: nothing more can be written until room comes back."""
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,8 @@ class Spool:
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
             self._bytes = int(conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0])
+            self._seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+            self._seq_saved = self._seq
         except sqlite3.Error as exc:
             conn.close()
             raise SpoolError(f"spool {self.path}: cannot initialise ({exc})") from exc
@@ -163,6 +181,8 @@ class Spool:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 log.debug("rollback after a failed %s also failed", what, exc_info=True)
+        if _disk_full(exc):
+            return SpoolFullError(f"spool {self.path}: {what} failed: the disk is full ({exc})")
         return SpoolError(f"spool {self.path}: {what} failed: {exc}")
 
     @contextmanager
@@ -175,7 +195,10 @@ class Spool:
         try:
             conn.execute("BEGIN IMMEDIATE")
             yield conn
+            if self._seq != self._seq_saved:  # seq handed out while the disk was full
+                conn.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'seq'", (self._seq,))
             conn.execute("COMMIT")
+            self._seq_saved = self._seq
         except sqlite3.Error as exc:
             raise self._fail(what, exc) from exc
 
@@ -183,13 +206,20 @@ class Spool:
     def next_seq(self) -> int:
         """The next message sequence number: monotonic, persisted before it is returned.
 
+        On a full disk it is handed out from memory and persisted by the next
+        write that succeeds.
+
         Raises:
-            SpoolError: the file cannot be written.
+            SpoolError: the file cannot be written for another reason.
         """
-        with self._lock, self._transaction("next_seq") as conn:
-            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")
-            seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
-        return seq
+        with self._lock:
+            self._seq += 1
+            try:
+                with self._transaction("next_seq"):
+                    pass  # the commit persists self._seq
+            except SpoolFullError:
+                log.debug("seq=%d handed out unpersisted: the disk is full", self._seq)
+            return self._seq
 
     def put(
         self,
@@ -226,14 +256,15 @@ class Spool:
                 "raise spool.max_mb"
             )
         with self._lock:
-            with self._transaction(f"writing {kind} seq={seq}") as conn:
-                evicted, freed = self._make_room(conn, size)
-                row_id = conn.execute(
-                    "INSERT INTO messages (seq, kind, topic, payload, qos, retain, content_type, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, kind, topic, bytes(payload), qos, int(retain), content_type, time.time()),
-                ).lastrowid
-            self._bytes += size - freed
+            try:
+                evicted, row_id = self._insert(kind, topic, payload, seq, qos, retain, content_type, size)
+            except SpoolFullError:
+                # the disk is full, not the spool: give up what the bound would, then try once more
+                freed_evictions = self._free_disk()
+                if not any(freed_evictions.values()):
+                    raise
+                evicted, row_id = self._insert(kind, topic, payload, seq, qos, retain, content_type, size)
+                evicted = {k: evicted[k] + freed_evictions[k] for k in KINDS}
         if any(evicted.values()):
             log.warning(
                 "spool full (%d bytes max): evicted %d heatmap(s) and %d verdict(s) to keep seq=%d",
@@ -244,6 +275,49 @@ class Spool:
             )
         assert row_id is not None
         return int(row_id)
+
+    def _insert(
+        self,
+        kind: Kind,
+        topic: str,
+        payload: bytes,
+        seq: int,
+        qos: int,
+        retain: bool,
+        content_type: str | None,
+        size: int,
+    ) -> tuple[dict[str, int], int | None]:
+        """One row in, room made first; the caller holds ``self._lock``."""
+        with self._transaction(f"writing {kind} seq={seq}") as conn:
+            evicted, freed = self._make_room(conn, size)
+            row_id = conn.execute(
+                "INSERT INTO messages (seq, kind, topic, payload, qos, retain, content_type, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, kind, topic, bytes(payload), qos, int(retain), content_type, time.time()),
+            ).lastrowid
+        self._bytes += size - freed
+        return evicted, row_id
+
+    def _free_disk(self) -> dict[str, int]:
+        """On a full disk: drop every heatmap, or else the oldest quarter of the verdicts (counted)."""
+        evicted = dict.fromkeys(KINDS, 0)
+        try:
+            with self._transaction("freeing room on a full disk") as conn:
+                rows = conn.execute("SELECT id, LENGTH(payload) FROM messages WHERE kind = 'heatmap'").fetchall()
+                kind: Kind = "heatmap"
+                if not rows:
+                    count = int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+                    rows = conn.execute(
+                        "SELECT id, LENGTH(payload) FROM messages ORDER BY id LIMIT ?", (max(1, count // 4),)
+                    ).fetchall()
+                    kind = "verdict"
+                conn.executemany("DELETE FROM messages WHERE id = ?", [(r[0],) for r in rows])
+                conn.execute("UPDATE meta SET value = value + ? WHERE key = ?", (len(rows), f"evicted_{kind}"))
+        except SpoolFullError:  # not even a delete fits: nothing to do but wait for room
+            return evicted
+        self._bytes -= sum(int(r[1]) for r in rows)
+        evicted[kind] = len(rows)
+        return evicted
 
     def _make_room(self, conn: sqlite3.Connection, size: int) -> tuple[dict[str, int], int]:
         """Delete the oldest rows (heatmaps first) until ``size`` more bytes fit; inside a transaction."""

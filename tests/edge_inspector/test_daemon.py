@@ -9,7 +9,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -270,6 +274,88 @@ def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, bundle_di
                 assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
         finally:
             agent.kill()
+
+
+@contextmanager
+def _tiny_disk(path: Path, size_kb: int) -> Iterator[Path]:
+    """A real tmpfs of ``size_kb`` at ``path`` (needs root; the test skips without it)."""
+    path.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)]
+    mounted = subprocess.run(command, capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _metrics(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return {name: float(value) for name, value in (ln.split() for ln in lines if ln and not ln.startswith("#"))}
+
+
+def _wait_metric(port: int, name: str, ok: Callable[[float], bool], timeout: float) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            values = _metrics(port)
+        except urllib.error.URLError:  # the agent is still starting
+            values = {}
+        if ok(values.get(name, float("nan"))) or time.monotonic() > deadline:
+            assert ok(values.get(name, float("nan"))), f"{name}: {values.get(name)} after {timeout} s"
+            return values
+        time.sleep(0.3)
+
+
+def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, bundle_dir: Path) -> None:
+    """The spool on a real tiny tmpfs, the broker away: the agent inspects on, sends live, recovers."""
+    metrics_port, broker_port = free_port(), free_port()
+    with _tiny_disk(tmp_path / "disk", 1200) as disk:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * 1000 * 1024)  # room an engineer frees later
+        broker = MosquittoBroker(port=broker_port)  # not started: the broker is away
+        config = _config(
+            tmp_path,
+            bundle_dir,
+            broker,
+            _video(tmp_path, 10),
+            camera={"loop": True, "fps": 10},
+            spool={"path": str(disk / "spool.sqlite"), "max_mb": 64},
+            samples={"folder": str(disk / "samples"), "low_confidence": 0.99},
+            health={"prometheus_port": metrics_port},
+        )
+        agent = _start(config, tmp_path)
+        try:
+            full = _wait_metric(metrics_port, "edge_inspector_spool_disk_full", lambda v: v == 1, timeout=90)
+            time.sleep(2)
+            later = _metrics(metrics_port)
+            assert agent.poll() is None, (tmp_path / "agent.log").read_text()[-2000:]
+            assert later["edge_inspector_inferred"] > full["edge_inspector_inferred"]  # inspection goes on
+            assert later["edge_inspector_spool_lost"] > 0  # nowhere to go: counted, not hidden
+            assert later["edge_inspector_samples_skipped"] > 0  # keeping samples paused
+            assert "the disk is full" in (tmp_path / "agent.log").read_text()
+
+            broker.start()  # the broker is back while the disk is still full: verdicts go out live
+            with Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/verdict") as sub:
+                received = sub.wait_until(lambda ms: len(_verdicts(ms)) >= 5, timeout=60)
+                live = _verdicts(received)
+                assert [v.seq for v in live] == sorted(v.seq for v in live)
+                _wait_metric(metrics_port, "edge_inspector_spool_undurable", lambda v: v > 0, timeout=30)
+
+                filler.unlink()  # room again: durability resumes by itself
+                _wait_metric(metrics_port, "edge_inspector_spool_disk_full", lambda v: v == 0, timeout=60)
+                assert "durable again" in (tmp_path / "agent.log").read_text()
+                before = max(v.seq for v in _verdicts(sub.messages))
+                after = sub.wait_until(lambda ms: max(v.seq for v in _verdicts(ms)) > before + 5, timeout=60)
+                first_capture: dict[int, datetime] = {}
+                for verdict in _verdicts(after):  # a seq names one verdict: a repeat is a redelivery of it
+                    assert first_capture.setdefault(verdict.seq, verdict.captured_at) == verdict.captured_at
+            assert _stop(agent, tmp_path) == 0
+        finally:
+            agent.kill()
+            broker.close()
 
 
 # --- the systemd watchdog, through a real notify socket -----------------------------------------------
