@@ -255,15 +255,16 @@ class Spool:
                 f"spool {self.path}: a {kind} of {size} bytes cannot fit in max_bytes={self.max_bytes}; "
                 "raise spool.max_mb"
             )
+        row = (seq, kind, topic, bytes(payload), qos, int(retain), content_type)
         with self._lock:
             try:
-                evicted, row_id = self._insert(kind, topic, payload, seq, qos, retain, content_type, size)
+                evicted, row_id = self._insert(row, size)
             except SpoolFullError:
                 # the disk is full, not the spool: give up what the bound would, then try once more
                 freed_evictions = self._free_disk()
                 if not any(freed_evictions.values()):
                     raise
-                evicted, row_id = self._insert(kind, topic, payload, seq, qos, retain, content_type, size)
+                evicted, row_id = self._insert(row, size)
                 evicted = {k: evicted[k] + freed_evictions[k] for k in KINDS}
         if any(evicted.values()):
             log.warning(
@@ -276,24 +277,17 @@ class Spool:
         assert row_id is not None
         return int(row_id)
 
-    def _insert(
-        self,
-        kind: Kind,
-        topic: str,
-        payload: bytes,
-        seq: int,
-        qos: int,
-        retain: bool,
-        content_type: str | None,
-        size: int,
-    ) -> tuple[dict[str, int], int | None]:
-        """One row in, room made first; the caller holds ``self._lock``."""
-        with self._transaction(f"writing {kind} seq={seq}") as conn:
+    def _insert(self, row: tuple[object, ...], size: int) -> tuple[dict[str, int], int | None]:
+        """One row (seq, kind, topic, payload, qos, retain, content_type) in, room made first.
+
+        The caller holds ``self._lock``.
+        """
+        with self._transaction(f"writing {row[1]} seq={row[0]}") as conn:
             evicted, freed = self._make_room(conn, size)
             row_id = conn.execute(
                 "INSERT INTO messages (seq, kind, topic, payload, qos, retain, content_type, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, kind, topic, bytes(payload), qos, int(retain), content_type, time.time()),
+                (*row, time.time()),
             ).lastrowid
         self._bytes += size - freed
         return evicted, row_id
