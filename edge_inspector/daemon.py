@@ -18,6 +18,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from types import FrameType
 
@@ -33,7 +34,7 @@ from edge_inspector.inspector import Inspection, Inspector
 from edge_inspector.messages import Status, Trigger, Verdict, topics
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
-from edge_inspector.spool import Spool
+from edge_inspector.spool import Kind, Spool
 
 __all__ = ["Agent", "redact"]
 
@@ -175,29 +176,37 @@ class Agent:
 
     # -- main loop ---------------------------------------------------------
     def _handle(self, inspections: list[Inspection]) -> None:
-        assert self.spool is not None and self.inspector is not None
-        for item in inspections:
-            seq = self.spool.next_seq()
-            verdict = Verdict(
-                station=self.config.station,
-                camera=self.config.camera.name,
-                seq=seq,
-                part_id=item.frame.part_id,
-                captured_at=item.frame.captured_at,
-                label=item.label,
-                is_defect=item.is_defect,
-                score=item.score,
-                confidence=item.confidence,
-                probabilities=item.probabilities,
-                threshold=self.inspector.threshold,
-                model=self.inspector.model,
-                latency=item.latency,
-                heatmap=item.heatmap_jpeg is not None,
-            )
-            assert self.publisher is not None
-            self.publisher.enqueue("verdict", verdict.model_dump_json().encode(), seq=seq)
-            if item.heatmap_jpeg is not None:
-                self.publisher.enqueue("heatmap", item.heatmap_jpeg, seq=seq)
+        """Spool the batch's verdicts and heatmaps (one transaction, ``seq`` included), keep samples."""
+        assert self.spool is not None and self.inspector is not None and self.publisher is not None
+        inspector = self.inspector
+
+        def messages(item: Inspection) -> Callable[[int], list[tuple[Kind, bytes]]]:
+            def build(seq: int) -> list[tuple[Kind, bytes]]:
+                verdict = Verdict(
+                    station=self.config.station,
+                    camera=self.config.camera.name,
+                    seq=seq,
+                    part_id=item.frame.part_id,
+                    captured_at=item.frame.captured_at,
+                    label=item.label,
+                    is_defect=item.is_defect,
+                    score=item.score,
+                    confidence=item.confidence,
+                    probabilities=item.probabilities,
+                    threshold=inspector.threshold,
+                    model=inspector.model,
+                    latency=item.latency,
+                    heatmap=item.heatmap_jpeg is not None,
+                )
+                built: list[tuple[Kind, bytes]] = [("verdict", verdict.model_dump_json().encode())]
+                if item.heatmap_jpeg is not None:
+                    built.append(("heatmap", item.heatmap_jpeg))
+                return built
+
+            return build
+
+        seqs = self.publisher.record([messages(item) for item in inspections])
+        for item, seq in zip(inspections, seqs, strict=True):
             if not self.samples.wanted(item.is_defect, item.confidence):
                 continue
             if self.publisher.disk_full:  # keeping samples pauses: the disk's room is for verdicts

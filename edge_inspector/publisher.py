@@ -19,7 +19,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -31,7 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_inspector.config import MqttConfig
 from edge_inspector.errors import ConfigError
 from edge_inspector.messages import topics
-from edge_inspector.spool import Kind, Spool, SpoolError, SpoolFullError, SpoolItem
+from edge_inspector.spool import Kind, Outgoing, Spool, SpoolError, SpoolFullError, SpoolItem
 
 __all__ = ["Publisher"]
 
@@ -97,6 +97,7 @@ class Publisher:
         self._counts = {"published": 0, "acked": 0, "rejected": 0, "invalid": 0, "undurable": 0, "lost": 0}
         self._disk_full_since: float | None = None
         self._ack_blocked = False  # acknowledged rows cannot be deleted (full disk); logged once
+        self._acked: list[int] = []  # spool rows the broker acknowledged, deleted by the sender thread
         self._connects = 0
         self._client = self._make_client()
 
@@ -181,6 +182,7 @@ class Publisher:
                 log.warning("mqtt: the broker did not acknowledge the offline status; the last will stays")
         self._client.disconnect()
         self._client.loop_stop()
+        self._delete_acked()  # what the broker acknowledged after the sender stopped
         log.info("mqtt: disconnected (%s)", self.stats())
 
     def __enter__(self) -> Publisher:
@@ -219,43 +221,59 @@ class Publisher:
             self._dirty = True
             self._cond.notify_all()
 
-    def enqueue(self, kind: Kind, payload: bytes, *, seq: int) -> int | None:
-        """Spool a verdict or heatmap on this station's topic and QoS, then wake the sender.
+    def record(self, builders: Sequence[Callable[[int], Sequence[tuple[Kind, bytes]]]]) -> list[int]:
+        """Hand out one ``seq`` per builder and spool the (kind, payload) pairs each builds for it.
 
-        On a full disk the message goes straight to the broker instead, without
-        durability (counted ``undurable``, or ``lost`` while disconnected), and
-        the spool is tried again with the next message.
-
-        Returns:
-            The spool row, or None when the disk is full.
+        One transaction for the whole batch (:meth:`Spool.record`), on this
+        station's topics and QoS; then the sender is woken. On a full disk the
+        messages go straight to the broker instead, without durability (counted
+        ``undurable``, or ``lost`` while disconnected), and the spool is tried
+        again with the next batch.
 
         Raises:
             SpoolError: the spool cannot be written for another reason.
         """
-        qos = self.config.qos if kind == "verdict" else self.config.heatmap_qos
-        content_type = _CONTENT_TYPES[kind]
-        try:
-            row = self._spool.put(kind, self.topics[kind], payload, seq=seq, qos=qos, content_type=content_type)
-        except SpoolFullError as exc:
-            if self._disk_full_since is None:
-                self._disk_full_since = time.monotonic()
-                log.error("%s; publishing without durability until there is room again", exc)
-            self._publish_undurable(kind, payload, seq, qos, content_type)
-            return None
-        if self._disk_full_since is not None:
-            log.warning(
-                "spool %s: room again after %.0f s; messages are durable again",
-                self._spool.path,
-                time.monotonic() - self._disk_full_since,
-            )
-            self._disk_full_since = None
+
+        def outgoing(build: Callable[[int], Sequence[tuple[Kind, bytes]]]) -> Callable[[int], list[Outgoing]]:
+            return lambda seq: [self._outgoing(kind, payload) for kind, payload in build(seq)]
+
+        recorded = self._spool.record([outgoing(b) for b in builders])
+        if recorded.durable:
+            if self._disk_full_since is not None:
+                log.warning(
+                    "spool %s: room again after %.0f s; messages are durable again",
+                    self._spool.path,
+                    time.monotonic() - self._disk_full_since,
+                )
+                self._disk_full_since = None
+            self.notify()
+            return recorded.seqs
+        if self._disk_full_since is None:
+            self._disk_full_since = time.monotonic()
+            log.error("spool %s: the disk is full; publishing without durability until there is room", self._spool.path)
+        for seq, message in recorded.messages:
+            self._publish_undurable(message, seq)
+        return recorded.seqs
+
+    def enqueue(self, kind: Kind, payload: bytes, *, seq: int) -> int:
+        """Spool one message under an already allocated ``seq`` and wake the sender.
+
+        Raises:
+            SpoolError: the spool cannot be written (:class:`SpoolFullError` on a full disk).
+        """
+        message = self._outgoing(kind, payload)
+        row = self._spool.put(kind, message.topic, payload, seq=seq, qos=message.qos, content_type=message.content_type)
         self.notify()
         return row
 
-    def _publish_undurable(self, kind: Kind, payload: bytes, seq: int, qos: int, content_type: str) -> None:
-        props = self._props(PacketTypes.PUBLISH, content_type, seq)
+    def _outgoing(self, kind: Kind, payload: bytes) -> Outgoing:
+        qos = self.config.qos if kind == "verdict" else self.config.heatmap_qos
+        return Outgoing(kind, self.topics[kind], payload, qos, content_type=_CONTENT_TYPES[kind])
+
+    def _publish_undurable(self, message: Outgoing, seq: int) -> None:
+        props = self._props(PacketTypes.PUBLISH, message.content_type or "", seq)
         sent = self.connected and (
-            self._client.publish(self.topics[kind], payload, qos=qos, properties=props).rc
+            self._client.publish(message.topic, message.payload, qos=message.qos, properties=props).rc
             == MQTTErrorCode.MQTT_ERR_SUCCESS
         )
         with self._cond:
@@ -377,34 +395,54 @@ class Publisher:
             log.exception("mqtt: command handler failed for %s", message.topic)
 
     def _settle(self, row: int, reason: ReasonCode | None) -> None:
-        """The broker answered for ``row``: delete it, or keep it when refused. Holds self._cond."""
+        """The broker answered for ``row``: the sender deletes it, or it stays when refused. Holds self._cond.
+
+        No disk I/O here: this runs on paho's network thread, and an fsync
+        there would stall keepalives and acknowledgements.
+        """
         if reason is not None and reason.is_failure:
             self._counts["rejected"] += 1
             log.error("mqtt: the broker refused spool row %d (%s); kept, retried after a reconnect", row, reason)
-        elif self._drop(row):
-            self._counts["acked"] += 1
+        else:
+            self._acked.append(row)
+            self._cond.notify_all()
 
-    def _drop(self, row: int) -> bool:
+    def _delete_acked(self) -> None:
+        """Delete the rows the broker acknowledged, in one transaction (sender thread)."""
+        with self._cond:
+            rows, self._acked = self._acked, []
+        if not rows:
+            return
         try:
-            self._spool.ack(row)
+            self._spool.ack_many(rows)
         except SpoolFullError as exc:  # once per episode: on a full disk every delete fails
             if not self._ack_blocked:
                 self._ack_blocked = True
                 log.error("mqtt: %s; delivered rows stay (and go again) until the disk has room", exc)
-            return False
+            return
+        except SpoolError as exc:
+            log.error("mqtt: %s; the rows will be sent again", exc)
+            return
+        self._ack_blocked = False
+        with self._cond:
+            self._counts["acked"] += len(rows)
+            self._cond.notify_all()
+
+    def _drop(self, row: int) -> None:
+        try:
+            self._spool.ack(row)
         except SpoolError as exc:
             log.error("mqtt: %s; the row will be sent again", exc)
-            return False
-        self._ack_blocked = False
-        return True
 
     # -- sender thread -------------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stopping.is_set():
+            self._delete_acked()
             with self._cond:
                 room = self.config.max_inflight - len(self._outstanding)
                 if not self._connected or room <= 0:
-                    self._cond.wait(_IDLE_WAIT_S)
+                    if not self._acked:
+                        self._cond.wait(_IDLE_WAIT_S)
                     continue
                 epoch, cursor = self._epoch, self._cursor
                 self._dirty = False
@@ -416,7 +454,7 @@ class Publisher:
                 continue
             if not items:
                 with self._cond:
-                    if not self._dirty and not self._stopping.is_set():
+                    if not self._dirty and not self._acked and not self._stopping.is_set():
                         self._cond.wait(_IDLE_WAIT_S)
                 continue
             for item in items:

@@ -30,7 +30,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ from typing import Literal
 
 from edge_inspector.errors import EdgeInspectorError
 
-__all__ = ["KINDS", "Kind", "Spool", "SpoolError", "SpoolFullError", "SpoolItem"]
+__all__ = ["KINDS", "Kind", "Outgoing", "Recorded", "Spool", "SpoolError", "SpoolFullError", "SpoolItem"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,27 @@ class SpoolFullError(SpoolError):
 
 def _disk_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to spool: what :meth:`Spool.record`'s builders return for a ``seq``."""
+
+    kind: Kind
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool = False
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :meth:`Spool.record` did: the ``seq`` handed out, their messages, and whether they are on disk."""
+
+    seqs: list[int]
+    messages: list[tuple[int, Outgoing]]
+    durable: bool
 
 
 @dataclass(frozen=True)
@@ -212,14 +233,7 @@ class Spool:
         Raises:
             SpoolError: the file cannot be written for another reason.
         """
-        with self._lock:
-            self._seq += 1
-            try:
-                with self._transaction("next_seq"):
-                    pass  # the commit persists self._seq
-            except SpoolFullError:
-                log.debug("seq=%d handed out unpersisted: the disk is full", self._seq)
-            return self._seq
+        return self.record([lambda _seq: ()]).seqs[0]
 
     def put(
         self,
@@ -245,27 +259,96 @@ class Spool:
                 the payload alone is larger than ``max_bytes``.
             ValueError: ``kind`` or ``qos`` is not valid.
         """
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if qos not in (0, 1, 2):
-            raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
-        size = len(payload)
-        if size > self.max_bytes:
-            raise SpoolError(
-                f"spool {self.path}: a {kind} of {size} bytes cannot fit in max_bytes={self.max_bytes}; "
-                "raise spool.max_mb"
-            )
-        row = (seq, kind, topic, bytes(payload), qos, int(retain), content_type)
+        message = Outgoing(kind, topic, bytes(payload), qos, retain, content_type)
+        self._check(message)
+        row = (seq, kind, topic, message.payload, qos, int(retain), content_type)
         with self._lock:
+            evicted, (row_id,) = self._insert_freeing_disk([row], len(message.payload))
+        self._log_evictions(evicted, seq)
+        return row_id
+
+    def _insert(self, rows: list[tuple[object, ...]], size: int) -> tuple[dict[str, int], list[int]]:
+        """Rows (seq, kind, topic, payload, qos, retain, content_type) in, one transaction, room made first.
+
+        The caller holds ``self._lock``.
+        """
+        ids = []
+        with self._transaction(
+            f"writing {rows[0][1]} seq={rows[0][0]}" + (" and more" if len(rows) > 1 else "")
+        ) as conn:
+            evicted, freed = self._make_room(conn, size)
+            now = time.time()
+            for row in rows:
+                ids.append(
+                    int(
+                        conn.execute(
+                            "INSERT INTO messages (seq, kind, topic, payload, qos, retain, content_type, created)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (*row, now),
+                        ).lastrowid
+                        or 0
+                    )
+                )
+        self._bytes += size - freed
+        return evicted, ids
+
+    def _insert_freeing_disk(self, rows: list[tuple[object, ...]], size: int) -> tuple[dict[str, int], list[int]]:
+        """:meth:`_insert`; on a full disk, give up what the bound would and try once more."""
+        try:
+            return self._insert(rows, size)
+        except SpoolFullError:
+            freed = self._free_disk()
+            if not any(freed.values()):
+                raise
+            evicted, ids = self._insert(rows, size)
+            return {k: evicted[k] + freed[k] for k in KINDS}, ids
+
+    def record(self, builders: Sequence[Callable[[int], Sequence[Outgoing]]]) -> Recorded:
+        """Hand out one ``seq`` per builder and spool what each builds, all in one transaction.
+
+        A kill at any point leaves either all of it or none of it: no gap and no
+        repeat in the ``seq`` on disk. On a full disk nothing is spooled, the
+        ``seq`` are handed out from memory (persisted by the next write that
+        succeeds) and ``durable`` is False: the caller sends the messages itself.
+
+        Raises:
+            SpoolError: the file cannot be written for another reason, or one
+                message is larger than ``max_bytes``.
+        """
+        with self._lock:
+            first = self._seq + 1
+            messages = [(seq, m) for seq, build in enumerate(builders, start=first) for m in build(seq)]
+            for _, message in messages:
+                self._check(message)
+            rows = [
+                (seq, m.kind, m.topic, bytes(m.payload), m.qos, int(m.retain), m.content_type) for seq, m in messages
+            ]
+            self._seq = first + len(builders) - 1
+            durable = True
+            evicted = dict.fromkeys(KINDS, 0)
             try:
-                evicted, row_id = self._insert(row, size)
+                if rows:
+                    evicted, _ = self._insert_freeing_disk(rows, sum(len(m.payload) for _, m in messages))
+                else:
+                    with self._transaction("next_seq"):
+                        pass  # the commit persists self._seq
             except SpoolFullError:
-                # the disk is full, not the spool: give up what the bound would, then try once more
-                freed_evictions = self._free_disk()
-                if not any(freed_evictions.values()):
-                    raise
-                evicted, row_id = self._insert(row, size)
-                evicted = {k: evicted[k] + freed_evictions[k] for k in KINDS}
+                durable = False
+        self._log_evictions(evicted, self._seq)
+        return Recorded(list(range(first, first + len(builders))), messages, durable)
+
+    def _check(self, message: Outgoing) -> None:
+        if message.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {message.kind!r}")
+        if message.qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, got {message.qos!r}")
+        if len(message.payload) > self.max_bytes:
+            raise SpoolError(
+                f"spool {self.path}: a {message.kind} of {len(message.payload)} bytes cannot fit in "
+                f"max_bytes={self.max_bytes}; raise spool.max_mb"
+            )
+
+    def _log_evictions(self, evicted: dict[str, int], seq: int) -> None:
         if any(evicted.values()):
             log.warning(
                 "spool full (%d bytes max): evicted %d heatmap(s) and %d verdict(s) to keep seq=%d",
@@ -274,23 +357,6 @@ class Spool:
                 evicted["verdict"],
                 seq,
             )
-        assert row_id is not None
-        return int(row_id)
-
-    def _insert(self, row: tuple[object, ...], size: int) -> tuple[dict[str, int], int | None]:
-        """One row (seq, kind, topic, payload, qos, retain, content_type) in, room made first.
-
-        The caller holds ``self._lock``.
-        """
-        with self._transaction(f"writing {row[1]} seq={row[0]}") as conn:
-            evicted, freed = self._make_room(conn, size)
-            row_id = conn.execute(
-                "INSERT INTO messages (seq, kind, topic, payload, qos, retain, content_type, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, time.time()),
-            ).lastrowid
-        self._bytes += size - freed
-        return evicted, row_id
 
     def _free_disk(self) -> dict[str, int]:
         """On a full disk: drop every heatmap, or else the oldest quarter of the verdicts (counted)."""
@@ -332,6 +398,26 @@ class Spool:
                 conn.execute("UPDATE meta SET value = value + ? WHERE key = ?", (count, f"evicted_{kind}"))
         return evicted, freed
 
+    def ack_many(self, row_ids: Sequence[int]) -> int:
+        """Delete delivered rows in one transaction; returns how many were still there.
+
+        Raises:
+            SpoolError: the file cannot be written (:class:`SpoolFullError` on a full disk).
+        """
+        with self._lock:
+            with self._transaction(f"ack of {len(row_ids)} row(s)") as conn:
+                sizes = [
+                    int(found[0])
+                    for row_id in row_ids
+                    if (
+                        found := conn.execute(
+                            "DELETE FROM messages WHERE id = ? RETURNING LENGTH(payload)", (row_id,)
+                        ).fetchone()
+                    )
+                ]
+            self._bytes -= sum(sizes)
+            return len(sizes)
+
     def ack(self, row_id: int) -> bool:
         """Delete a delivered row.
 
@@ -341,15 +427,7 @@ class Spool:
         Raises:
             SpoolError: the file cannot be written.
         """
-        with self._lock:
-            with self._transaction(f"ack of row {row_id}") as conn:
-                row = conn.execute("SELECT LENGTH(payload) FROM messages WHERE id = ?", (row_id,)).fetchone()
-                if row is not None:
-                    conn.execute("DELETE FROM messages WHERE id = ?", (row_id,))
-            if row is None:
-                return False
-            self._bytes -= int(row[0])
-            return True
+        return self.ack_many([row_id]) == 1
 
     # -- reading -----------------------------------------------------------
     def pending(self, limit: int, after_id: int = 0) -> list[SpoolItem]:

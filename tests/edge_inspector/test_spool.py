@@ -199,3 +199,50 @@ def test_concurrent_writers_get_unique_seqs(tmp_path: Path) -> None:
             t.join()
         assert sorted(seqs) == list(range(1, 101))
         assert spool.depth() == {"verdicts": 100, "heatmaps": 0, "bytes": 1000}
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from edge_inspector.spool import Outgoing, Spool
+
+spool = Spool(Path(sys.argv[1]), max_bytes=1 << 30)
+print("ready", flush=True)
+
+
+def build(seq):
+    return [Outgoing("verdict", "t/verdict", b"v%d" % seq, 1), Outgoing("heatmap", "t/heatmap", bytes(2000), 0)]
+
+
+while True:  # batches of 3 inspections, each a verdict and a heatmap, until killed
+    spool.record([build] * 3)
+"""
+
+
+def test_a_kill_at_any_point_leaves_no_gap_and_no_repeat_in_seq(tmp_path: Path) -> None:
+    """SIGKILL a process recording batches, again and again: the seq on disk stay 1..n, once each."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "spool.sqlite"
+    rng = random.Random(7)
+    for _ in range(12):
+        writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+            time.sleep(rng.uniform(0.0, 0.15))
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(10)
+    with Spool(path, max_bytes=1 << 30) as spool:
+        rows = spool.pending(1_000_000)
+        verdicts = [r.seq for r in rows if r.kind == "verdict"]
+        heatmaps = [r.seq for r in rows if r.kind == "heatmap"]
+        assert verdicts, "the writers recorded nothing before being killed"
+        assert verdicts == list(range(1, len(verdicts) + 1))  # no gap, no repeat, in order
+        assert heatmaps == verdicts  # every verdict with its heatmap, or neither
+        assert len(verdicts) % 3 == 0  # whole batches only
+        assert spool.next_seq() == len(verdicts) + 1  # the persisted seq is the last one on disk
