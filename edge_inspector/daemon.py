@@ -177,7 +177,7 @@ class Agent:
     # -- main loop ---------------------------------------------------------
     def _handle(self, inspections: list[Inspection]) -> None:
         """Spool the batch's verdicts and heatmaps (one transaction, ``seq`` included), keep samples."""
-        assert self.spool is not None and self.inspector is not None and self.publisher is not None
+        assert self.inspector is not None and self.publisher is not None
         inspector = self.inspector
 
         def messages(item: Inspection) -> Callable[[int], list[tuple[Kind, bytes]]]:

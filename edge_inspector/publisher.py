@@ -255,17 +255,6 @@ class Publisher:
             self._publish_undurable(message, seq)
         return recorded.seqs
 
-    def enqueue(self, kind: Kind, payload: bytes, *, seq: int) -> int:
-        """Spool one message under an already allocated ``seq`` and wake the sender.
-
-        Raises:
-            SpoolError: the spool cannot be written (:class:`SpoolFullError` on a full disk).
-        """
-        message = self._outgoing(kind, payload)
-        row = self._spool.put(kind, message.topic, payload, seq=seq, qos=message.qos, content_type=message.content_type)
-        self.notify()
-        return row
-
     def _outgoing(self, kind: Kind, payload: bytes) -> Outgoing:
         qos = self.config.qos if kind == "verdict" else self.config.heatmap_qos
         return Outgoing(kind, self.topics[kind], payload, qos, content_type=_CONTENT_TYPES[kind])

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from mjpeg_server import MjpegCamera, read_index, render_index
+from polling import wait_until
 
 from edge_inspector.capture import Camera, CameraState, FrameMailbox, TriggerRequest, check_source
 from edge_inspector.config import CameraConfig, CaptureMode
@@ -140,11 +141,12 @@ def test_free_running_on_a_live_stream_inspects_the_newest_frame() -> None:
     ages = []
     try:
         assert mailbox.get(15.0) is not None
-        for _ in range(16):  # 4 s of inspection; each takes 100 ms, as a model would
+        for _ in range(16):  # 4 s of inspection; each takes three camera frames, as a model would
             frame = mailbox.get(5.0)
             assert frame is not None
             ages.append(server.served - 1 - read_index(frame.image))  # frames the camera sent since
-            time.sleep(0.1)
+            sent = server.served
+            assert wait_until(lambda sent=sent: server.served >= sent + 3, timeout=5)
     finally:
         stop.set()
         server.stop()
@@ -160,11 +162,10 @@ def test_triggered_on_a_live_stream_inspects_a_frame_captured_after_the_trigger(
     camera, mailbox, stop = _live_camera(config, latest=False)
     camera.start()
     try:
-        deadline = time.monotonic() + 15
-        while camera.state is not CameraState.STREAMING and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: camera.state is CameraState.STREAMING, timeout=15)
         for part in range(8):
-            time.sleep(0.3)  # the stream runs on between parts, filling any buffer we leave
+            sent = server.served  # the stream runs on between parts, filling any buffer we leave
+            assert wait_until(lambda sent=sent: server.served >= sent + 9, timeout=5)
             sent_before = server.served
             request = TriggerRequest(f"P{part}")
             camera.triggers.put(request)  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from mjpeg_server import MjpegCamera
 from mqtt_broker import MosquittoBroker, Received, Subscriber
+from polling import wait_until
 
 from deploy.broker import free_port
 from edge_inspector.bundle import load_bundle, write_manifest
@@ -233,6 +234,12 @@ def test_last_will_names_station_and_model_not_a_stale_uptime(tmp_path: Path, bu
     assert will.camera["name"] == "cam0"
 
 
+def _rows(tmp_path: Path) -> int:
+    """Messages waiting in the agent's spool."""
+    with sqlite3.connect(tmp_path / "spool.sqlite") as db:
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
 def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, bundle_dir: Path) -> None:
     """A broker that refuses our password: inspect and spool on, retry, deliver once it accepts."""
@@ -253,25 +260,20 @@ def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, bundle_di
         )
         agent = _start(config, tmp_path)
         try:
-            time.sleep(8)  # refused again and again, while frames go on through inference
+            # refused again and again, while frames go on through inference
+            wait_until(lambda: broker.log().count("not authorised") >= 2 and _rows(tmp_path) >= 5, timeout=30)
             assert agent.poll() is None, (tmp_path / "agent.log").read_text()[-2000:]
             log = (tmp_path / "agent.log").read_text()
             assert log.count("refused the connection: Not authorized") == 1  # logged once per change of state
             assert broker.log().count("not authorised") >= 2  # and retried
-            with sqlite3.connect(tmp_path / "spool.sqlite") as db:
-                spooled = db.execute("SELECT count(*) FROM messages").fetchone()[0]
-            assert spooled >= 5  # inspected and kept for later
+            assert _rows(tmp_path) >= 5  # inspected and kept for later
 
             subprocess.run(["mosquitto_passwd", "-b", str(users), "line7", "wrong"], check=True, capture_output=True)
             broker.stop()
             broker.start()  # now it accepts the agent's password
-            deadline = time.monotonic() + 60
-            while "mqtt: connected" not in (tmp_path / "agent.log").read_text() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert "mqtt: connected" in (tmp_path / "agent.log").read_text()
+            assert wait_until(lambda: "mqtt: connected" in (tmp_path / "agent.log").read_text(), timeout=60)
             assert _stop(agent, tmp_path) == 0  # drains the spool to the broker
-            with sqlite3.connect(tmp_path / "spool.sqlite") as db:
-                assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+            assert _rows(tmp_path) == 0
         finally:
             agent.kill()
 
@@ -297,16 +299,18 @@ def _metrics(port: int) -> dict[str, float]:
 
 
 def _wait_metric(port: int, name: str, ok: Callable[[float], bool], timeout: float) -> dict[str, float]:
-    deadline = time.monotonic() + timeout
-    while True:
+    values: dict[str, float] = {}
+
+    def holds() -> bool:
+        nonlocal values
         try:
             values = _metrics(port)
         except urllib.error.URLError:  # the agent is still starting
             values = {}
-        if ok(values.get(name, float("nan"))) or time.monotonic() > deadline:
-            assert ok(values.get(name, float("nan"))), f"{name}: {values.get(name)} after {timeout} s"
-            return values
-        time.sleep(0.3)
+        return ok(values.get(name, float("nan")))
+
+    assert wait_until(holds, timeout=timeout, interval=0.3), f"{name}: {values.get(name)} after {timeout} s"
+    return values
 
 
 def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, bundle_dir: Path) -> None:
@@ -329,8 +333,8 @@ def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, bundle_dir:
         agent = _start(config, tmp_path)
         try:
             full = _wait_metric(metrics_port, "edge_inspector_spool_disk_full", lambda v: v == 1, timeout=90)
-            time.sleep(2)
-            later = _metrics(metrics_port)
+            inferred = full["edge_inspector_inferred"]
+            later = _wait_metric(metrics_port, "edge_inspector_inferred", lambda v: v > inferred, timeout=30)
             assert agent.poll() is None, (tmp_path / "agent.log").read_text()[-2000:]
             assert later["edge_inspector_inferred"] > full["edge_inspector_inferred"]  # inspection goes on
             assert later["edge_inspector_spool_lost"] > 0  # nowhere to go: counted, not hidden

@@ -10,13 +10,14 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
 from mqtt_broker import MosquittoBroker, Received, Subscriber
+from polling import wait_until
 
 from edge_inspector.config import MqttConfig, TlsConfig
 from edge_inspector.errors import ConfigError
@@ -48,15 +49,6 @@ def _publisher(broker: MosquittoBroker, spool: Spool, **kwargs: Any) -> Publishe
     config = kwargs.pop("config", None) or _config(broker)
     kwargs.setdefault("status_offline", WILL)
     return Publisher(config, station="s1", spool=spool, **kwargs)
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _seqs(messages: list[Received], topic: str = f"{ROOT}/verdict") -> list[int]:
@@ -116,7 +108,7 @@ def test_window_of_one_keeps_order(broker: MosquittoBroker, spool: Spool, protoc
         Subscriber(broker.host, broker.port, f"{ROOT}/verdict") as sub,
         _publisher(broker, spool, config=config) as pub,
     ):
-        assert _wait(lambda: pub.connected)
+        assert wait_until(lambda: pub.connected)
         seqs = _spool_verdicts(pub, spool, 30)
         assert _seqs(sub.wait_for(30)) == seqs
         assert pub.flush(5.0)
@@ -175,7 +167,7 @@ def test_broker_outage_loses_nothing_and_keeps_order(spool: Spool) -> None:
             port = broker.port
             busy = _spool_verdicts(pub, spool, 200)  # the sender is in the middle of these...
             broker.stop()  # ...when the broker goes away: some are unacknowledged
-            assert _wait(lambda: not pub.connected, 5)
+            assert wait_until(lambda: not pub.connected, 5)
             during = _spool_verdicts(pub, spool, 10)
             time.sleep(0.3)  # the sender sees the spool but has nowhere to send
             assert spool.depth()["verdicts"] >= 10
@@ -224,7 +216,7 @@ def test_commands_reach_the_handler(broker: MosquittoBroker, spool: Spool) -> No
 
     config = _config(broker, commands=True)
     with _publisher(broker, spool, config=config, on_command=on_command) as pub:
-        assert _wait(lambda: pub.connected)
+        assert wait_until(lambda: pub.connected)
         # The subscription is made in on_connect; retry until the broker has it.
         for _ in range(50):
             mqtt_publish.single(
@@ -246,7 +238,7 @@ def test_refused_connection_is_logged_once_without_the_password(spool: Spool, ca
         config = _config(broker, username="line7", password=secret)
         with _publisher(broker, spool, config=config) as pub:
             _spool_verdicts(pub, spool, 2)
-            assert _wait(lambda: pub.last_error is not None and "refused" in pub.last_error, 5)
+            assert wait_until(lambda: pub.last_error is not None and "refused" in pub.last_error, 5)
             time.sleep(2.5)  # at least one more attempt (reconnect backoff starts at 1 s)
             assert not pub.connected
     refusals = [r for r in caplog.records if "refused the connection" in r.getMessage()]
@@ -264,7 +256,7 @@ def test_unreachable_broker_keeps_the_spool_and_stops_quickly(spool: Spool, capl
         pub = Publisher(config, station="s1", spool=spool, status_offline=WILL)
         pub.start()
         _spool_verdicts(pub, spool, 3)
-        assert _wait(lambda: pub.last_error is not None, 5)
+        assert wait_until(lambda: pub.last_error is not None, 5)
         assert "cannot connect to the broker" in (pub.last_error or "")
         assert "refused" in (pub.last_error or "").lower()  # the reason, from probing the port
         assert not pub.flush(0.2)
