@@ -14,12 +14,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from deploy.bench import bench_bundle, cpu_flags, format_bench, write_bench_json
-from deploy.export import export_bundle
-from deploy.quantize import quantize_bundle
-from trainer.config import TrainConfig
-from trainer.fit import fit
-from trainer.synth import generate_dataset
+from deploy.bench import bench_bundle, cpu_flags, format_bench, make_bench_bundle, write_bench_json
 
 
 def main() -> None:
@@ -32,17 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp)
-        data, run, bundle = work / "data", work / "run", work / "bundle"
-        if not (bundle / "manifest.json").is_file():
-            generate_dataset(data, per_class=8, size=args.size, seed=0, view=0.3)
-            fit(
-                TrainConfig(
-                    data=data, out=run, image_size=args.size, weights="none", epochs=1, batch_size=8, cam_images=0
-                )
-            )
-            export_bundle(run, bundle, name="bench", version="bench")
-            quantize_bundle(bundle, data, samples=56)
+        bundle = make_bench_bundle(args.work or Path(tmp), args.size)
         rows = bench_bundle(bundle, batches=(1, 8), threads=args.threads, runs=args.runs)
         print(format_bench(rows))
         print(f"CPU flags: {' '.join(cpu_flags()) or 'unknown'}")

@@ -22,7 +22,7 @@ from edge_inspector.backends import BackendKind, BackendOptions, available_backe
 from edge_inspector.bundle import Bundle, Precision, load_bundle
 from edge_inspector.errors import BackendError, CheckpointError
 
-__all__ = ["BenchRow", "bench_bundle", "cpu_flags", "format_bench", "write_bench_json"]
+__all__ = ["BenchRow", "bench_bundle", "cpu_flags", "format_bench", "make_bench_bundle", "write_bench_json"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,27 @@ def _torch_runner(bundle: Bundle, threads: int) -> Callable[[np.ndarray], object
             return model(torch.from_numpy(images))
 
     return infer
+
+
+def make_bench_bundle(work: Path, size: int = 224) -> Path:
+    """A quantized bundle from a one-epoch run on synthetic boards, built once under ``work``.
+
+    Speed does not depend on how well the weights are trained, so a benchmark
+    needs no better model than this.
+    """
+    from deploy.export import export_bundle
+    from deploy.quantize import quantize_bundle
+    from trainer.config import TrainConfig
+    from trainer.fit import fit
+    from trainer.synth import generate_dataset
+
+    data, run, bundle = work / "data", work / "run", work / "bundle"
+    if not (bundle / "manifest.json").is_file():
+        generate_dataset(data, per_class=8, size=size, seed=0, view=0.3)
+        fit(TrainConfig(data=data, out=run, image_size=size, weights="none", epochs=1, batch_size=8, cam_images=0))
+        export_bundle(run, bundle, name="bench", version="bench")
+        quantize_bundle(bundle, data, samples=56)
+    return bundle
 
 
 def bench_bundle(

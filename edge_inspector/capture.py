@@ -13,8 +13,10 @@ mode the first frame grabbed at least ``trigger_delay_ms`` after the trigger
 arrived, never a frame buffered before it. Frames grabbed and not inspected
 are counted as ``skipped``.
 
-Files and image folders are read in order instead, paced to ``fps`` in
-free-running mode and one frame per trigger in triggered mode.
+Files and image folders are read in order instead and every frame is
+inspected (a recording is replayed, never skipped): at most ``fps`` a
+second in free-running mode, the reader waiting while the inspector is
+behind, and one frame per trigger in triggered mode.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +52,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+FILE_READ_AHEAD = 2  # frames a file or folder is decoded ahead of inference
+TRIGGERED_BACKLOG = 64  # triggered frames waiting for inference before capture waits too
 
 
 class CameraState(str, Enum):
@@ -68,6 +73,7 @@ class Frame:
     image: np.ndarray
     captured_at: datetime
     index: int
+    camera: str = "cam0"
     part_id: str | None = None
     monotonic: float = field(default_factory=time.monotonic)
 
@@ -95,54 +101,71 @@ class _Counters:
 
 
 class FrameMailbox:
-    """Hand-over between capture and inference.
+    """Hand-over between the capture threads and inference: one slot per camera.
 
-    ``latest`` mode holds one frame and replaces it (counting a drop);
-    ``queue`` mode blocks the producer instead of dropping.
+    A camera's slot either holds its newest frame and replaces it (``latest``,
+    counting a drop) or queues up to ``capacity`` frames and blocks the
+    capture thread when full (never drops). :meth:`take` gives inference what
+    is waiting, one frame per camera in turn, so frames of several cameras
+    are inferred as one micro-batch and no camera starves the others.
     """
 
-    def __init__(self, latest: bool, capacity: int = 64) -> None:
-        self.latest = latest
-        self._queue: queue.Queue[Frame] = queue.Queue(maxsize=1 if latest else capacity)
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._slots: dict[str, deque[Frame]] = {}
+        self._latest: dict[str, bool] = {}
+        self._capacity: dict[str, int] = {}
+        self._turn = 0
+
+    def open(self, camera: str, *, latest: bool, capacity: int = 1) -> None:
+        """Give a camera its slot."""
+        with self._cond:
+            self._slots[camera] = deque()
+            self._latest[camera] = latest
+            self._capacity[camera] = 1 if latest else max(1, capacity)
 
     def put(self, frame: Frame, stop: threading.Event) -> bool:
         """Hand a frame on; returns True when an unread frame was dropped for it."""
-        if self.latest:
-            with self._lock:
-                dropped = False
-                try:
-                    self._queue.get_nowait()
-                    dropped = True
-                except queue.Empty:
-                    pass
-                self._queue.put_nowait(frame)
-                return dropped
-        while not stop.is_set():
-            try:
-                self._queue.put(frame, timeout=0.2)
-                return False
-            except queue.Full:
-                continue
-        return False
+        with self._cond:
+            slot = self._slots[frame.camera]
+            dropped = False
+            if self._latest[frame.camera]:
+                dropped = bool(slot)
+                slot.clear()
+            else:
+                while len(slot) >= self._capacity[frame.camera]:
+                    if stop.is_set():
+                        return False
+                    self._cond.wait(0.2)
+            slot.append(frame)
+            self._cond.notify_all()
+            return dropped
 
-    def get(self, timeout: float) -> Frame | None:
-        """The next frame, or None after ``timeout`` seconds."""
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+    def take(self, limit: int, timeout: float) -> list[Frame]:
+        """Up to ``limit`` waiting frames, round robin over the cameras; [] after ``timeout`` s with none."""
+        with self._cond:
+            if not self._cond.wait_for(self._any, timeout):
+                return []
+            names = list(self._slots)
+            start, self._turn = self._turn % len(names), self._turn + 1
+            order = names[start:] + names[:start]
+            frames: list[Frame] = []
+            while len(frames) < limit and self._any():
+                for name in order:
+                    if self._slots[name] and len(frames) < limit:
+                        frames.append(self._slots[name].popleft())
+            self._cond.notify_all()  # room for blocked capture threads
+            return frames
 
-    def get_nowait(self) -> Frame | None:
-        """A frame if one is waiting."""
-        try:
-            return self._queue.get_nowait()
-        except queue.Empty:
-            return None
+    def waiting(self, camera: str | None = None) -> int:
+        """Frames waiting, for one camera or all."""
+        with self._cond:
+            if camera is not None:
+                return len(self._slots[camera])
+            return sum(len(slot) for slot in self._slots.values())
 
-    def qsize(self) -> int:
-        """Frames waiting."""
-        return self._queue.qsize()
+    def _any(self) -> bool:
+        return any(self._slots.values())
 
 
 class _FolderSource:
@@ -211,7 +234,7 @@ def open_source(source: str | int) -> cv2.VideoCapture | _FolderSource:
 
 
 class Camera(threading.Thread):
-    """The capture thread: reads frames into a :class:`FrameMailbox`."""
+    """One camera's capture thread: reads frames into its slot of a :class:`FrameMailbox`."""
 
     def __init__(
         self,
@@ -221,7 +244,7 @@ class Camera(threading.Thread):
         triggers: queue.Queue[TriggerRequest] | None = None,
         on_state: Callable[[CameraState], None] | None = None,
     ) -> None:
-        super().__init__(name="capture", daemon=True)
+        super().__init__(name=f"capture-{config.name}", daemon=True)
         self.config = config
         self.mailbox = mailbox
         self.stop_event = stop
@@ -233,6 +256,9 @@ class Camera(threading.Thread):
         self._heartbeat = time.monotonic()
         self._index = 0
         self._finite = _is_file(config.source)
+        live_free_running = not self._finite and config.mode is CaptureMode.FREE_RUNNING
+        backlog = TRIGGERED_BACKLOG if config.mode is CaptureMode.TRIGGERED else FILE_READ_AHEAD
+        mailbox.open(config.name, latest=live_free_running, capacity=backlog)
 
     def beat(self) -> None:
         """Mark the thread as making progress (every frame, every wait step)."""
@@ -353,7 +379,7 @@ class Camera(threading.Thread):
                 wanted = trigger is not None
             else:
                 trigger = None
-                wanted = grabbed_at >= next_due and self.mailbox.qsize() == 0
+                wanted = grabbed_at >= next_due and self.mailbox.waiting(self.config.name) == 0
             if not wanted:
                 self._index += 1
                 self.counters.add("captured")
@@ -378,7 +404,7 @@ class Camera(threading.Thread):
             return
         self.counters.add("captured")
         part_id = trigger.part_id if trigger is not None else None
-        frame = Frame(_to_rgb(image), grabbed_wall, self._index, part_id, monotonic=grabbed_at)
+        frame = Frame(_to_rgb(image), grabbed_wall, self._index, self.config.name, part_id, monotonic=grabbed_at)
         if self.mailbox.put(frame, self.stop_event):
             self.counters.add("dropped")
 

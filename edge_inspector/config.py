@@ -2,7 +2,8 @@
 
 Loaded once at start-up and passed down. Unknown keys are refused. An
 environment variable ``EDGE_INSPECTOR__SECTION__FIELD`` overrides a field
-(``EDGE_INSPECTOR__MQTT__HOST=broker.local``); values are parsed as YAML
+(``EDGE_INSPECTOR__MQTT__HOST=broker.local``; a camera of the list by its
+index, ``EDGE_INSPECTOR__CAMERAS__0__SOURCE``); values are parsed as YAML
 scalars. The MQTT password comes from ``mqtt.password_file`` or the
 ``EDGE_INSPECTOR_MQTT_PASSWORD`` variable, never from the YAML file itself,
 and is never logged.
@@ -68,7 +69,7 @@ class CameraConfig(_Section):
         description="device index (0), video file, rtsp:// or http:// URL, GStreamer pipeline (with 'appsink'), "
         "or a folder of images"
     )
-    name: str = "cam0"
+    name: str = Field("cam0", pattern=r"^[A-Za-z0-9_.-]+$", description="in verdicts and status")
     mode: CaptureMode = CaptureMode.FREE_RUNNING
     fps: float = Field(5.0, gt=0, description="free-running: most frames per second to inspect")
     roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height cut before resizing")
@@ -167,7 +168,9 @@ class AgentConfig(_Section):
     """The whole agent."""
 
     station: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="station id, part of every topic")
-    camera: CameraConfig
+    cameras: list[CameraConfig] = Field(
+        min_length=1, max_length=16, description="one model serves them all; a single `camera:` section also works"
+    )
     model: ModelConfig
     mqtt: MqttConfig = MqttConfig()
     spool: SpoolConfig = SpoolConfig()
@@ -175,10 +178,24 @@ class AgentConfig(_Section):
     health: HealthConfig = HealthConfig()
     drain_timeout_s: float = Field(10.0, gt=0, description="SIGTERM: time to finish queued frames and flush")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_camera(cls, values: Any) -> Any:
+        """``camera: {...}`` is the one-camera spelling of ``cameras: [{...}]``."""
+        if isinstance(values, dict) and "camera" in values:
+            if "cameras" in values:
+                raise ValueError("give either camera (one) or cameras (a list), not both")
+            values = {**values, "cameras": [values["camera"]]}
+            del values["camera"]
+        return values
+
     @model_validator(mode="after")
     def _relations(self) -> AgentConfig:
-        if self.camera.mode is CaptureMode.TRIGGERED and not self.mqtt.commands:
-            raise ValueError("camera.mode triggered needs mqtt.commands: true (triggers arrive on cmd/trigger)")
+        names = [camera.name for camera in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cameras: every camera needs its own name (got {names}); verdicts carry it")
+        if any(c.mode is CaptureMode.TRIGGERED for c in self.cameras) and not self.mqtt.commands:
+            raise ValueError("a triggered camera needs mqtt.commands: true (triggers arrive on cmd/trigger)")
         return self
 
     @property
@@ -201,10 +218,19 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``; a list item is addressed by its index (``CAMERAS__1__FPS``)."""
     merged = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        current = merged.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            merged[key] = _merge(current, value)
+        elif isinstance(value, dict) and isinstance(current, list) and all(k.isdigit() for k in value):
+            items = list(current)
+            for index, item in value.items():
+                if int(index) >= len(items) or not isinstance(items[int(index)], dict):
+                    raise ConfigError(f"{ENV_PREFIX}{key.upper()}__{index}__...: there is no {key}[{index}]")
+                items[int(index)] = _merge(items[int(index)], item)
+            merged[key] = items
         else:
             merged[key] = value
     return merged
@@ -250,7 +276,13 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfi
     try:
         return AgentConfig.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-        )
+        single = "camera" in values and "cameras" not in values
+        problems = "; ".join(f"{_field(err['loc'], single) or 'config'}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+def _field(loc: tuple[int | str, ...], single_camera: bool) -> str:
+    """A field's dotted path as the user wrote it: ``camera.fps`` in a one-camera file, not ``cameras.0.fps``."""
+    if single_camera and loc[:2] == ("cameras", 0):
+        loc = ("camera", *loc[2:])
+    return ".".join(str(part) for part in loc)

@@ -1,8 +1,9 @@
-"""The agent: camera -> inference -> spool -> MQTT, until SIGTERM.
+"""The agent: cameras -> inference -> spool -> MQTT, until SIGTERM.
 
-Threads: capture (``Camera``), the MQTT client and its sender
-(``Publisher``), and this module's main loop, which runs inference in
-micro-batches, spools verdicts and heatmaps, publishes status, pings the
+Threads: one capture thread per camera (``Camera``), the MQTT client and its
+sender (``Publisher``), and this module's main loop, which runs one model on
+the frames of every camera in micro-batches, spools verdicts and heatmaps,
+publishes status, pings the
 systemd watchdog while frames move, and swaps bundles on SIGHUP or
 ``cmd/reload``. One stop event, set by SIGTERM and SIGINT; shutdown runs in
 reverse order of start: stop capture, drain queued frames, flush the spool,
@@ -27,11 +28,11 @@ from edge_inspector.backends import create_backend
 from edge_inspector.backends.base import BackendOptions
 from edge_inspector.bundle import load_bundle
 from edge_inspector.capture import Camera, CameraState, Frame, FrameMailbox, TriggerRequest, check_source
-from edge_inspector.config import AgentConfig, CaptureMode
+from edge_inspector.config import AgentConfig, CameraConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.health import Health, MetricsServer
 from edge_inspector.inspector import Inspection, Inspector
-from edge_inspector.messages import Status, Trigger, Verdict, topics
+from edge_inspector.messages import CameraStatus, Status, Trigger, Verdict, topics
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
 from edge_inspector.spool import Kind, Spool
@@ -54,10 +55,12 @@ class Agent:
         self.topics = topics(config.mqtt.prefix, config.station)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
-        self.triggers: queue.Queue[TriggerRequest] = queue.Queue()
+        self.triggers: dict[str, queue.Queue[TriggerRequest]] = {
+            camera.name: queue.Queue() for camera in config.cameras if camera.mode is CaptureMode.TRIGGERED
+        }
         self.health = Health()
         self.inspector: Inspector | None = None
-        self.camera: Camera | None = None
+        self.cameras: list[Camera] = []
         self.publisher: Publisher | None = None
         self.spool: Spool | None = None
         self.samples = SampleKeeper(config.samples)
@@ -76,7 +79,11 @@ class Agent:
         )
         try:
             inspector = Inspector(
-                bundle, backend, roi=self.config.camera.roi, threshold=cfg.threshold, heatmap=self.config.mqtt.heatmap
+                bundle,
+                backend,
+                rois={camera.name: camera.roi for camera in self.config.cameras},
+                threshold=cfg.threshold,
+                heatmap=self.config.mqtt.heatmap,
             )
             inspector.warm_up()
         except Exception:
@@ -103,11 +110,24 @@ class Agent:
         self._publish_status()
 
     # -- MQTT --------------------------------------------------------------
+    def _camera_status(self, config: CameraConfig, camera: Camera | None, now: float) -> CameraStatus:
+        return CameraStatus(
+            name=config.name,
+            source=redact(config.source),
+            mode=config.mode.value,
+            state=camera.state.value if camera else CameraState.CONNECTING.value,
+            state_for_s=round(now - camera.state_since, 1) if camera else 0.0,
+            counters=camera.counters.snapshot() if camera else {},
+        )
+
     def _status(self, state: str) -> Status:
-        camera = self.camera
+        now = time.monotonic()
+        started = {camera.config.name: camera for camera in self.cameras}
+        cameras = [self._camera_status(c, started.get(c.name), now) for c in self.config.cameras]
         counters = self.health.snapshot()
-        if camera is not None:
-            counters.update(camera.counters.snapshot())
+        for camera in cameras:
+            for name, value in camera.counters.items():
+                counters[name] = counters.get(name, 0) + value
         spool = {}
         if self.spool is not None:
             spool = {**self.spool.depth(), **{f"evicted_{k}": v for k, v in self.spool.evictions().items()}}
@@ -119,14 +139,8 @@ class Agent:
             state=state,  # type: ignore[arg-type]
             at=datetime.now(timezone.utc),
             model=self.inspector.model if self.inspector else None,
-            camera={
-                "name": self.config.camera.name,
-                "source": redact(self.config.camera.source),
-                "mode": self.config.camera.mode.value,
-                "state": camera.state.value if camera else CameraState.CONNECTING.value,
-                "state_for_s": round(time.monotonic() - camera.state_since, 1) if camera else 0.0,
-                "reload_error": self._last_reload_error,
-            },
+            cameras=cameras,
+            reload_error=self._last_reload_error,
             uptime_s=round(self.health.uptime(), 1),
             counters=counters,
             spool=spool,
@@ -140,7 +154,9 @@ class Agent:
             state="offline",
             at=datetime.now(timezone.utc),
             model=self.inspector.model if self.inspector else None,
-            camera={"name": self.config.camera.name, "source": redact(self.config.camera.source)},
+            cameras=[
+                CameraStatus(name=c.name, source=redact(c.source), mode=c.mode.value) for c in self.config.cameras
+            ],
             uptime_s=None,
             broker_connected=False,
         )
@@ -155,7 +171,8 @@ class Agent:
         values.update({f"spool_{k}": v for k, v in status.spool.items()})
         values["broker_connected"] = float(status.broker_connected)
         values["uptime_seconds"] = status.uptime_s or 0.0
-        values["camera_streaming"] = float(status.camera["state"] == CameraState.STREAMING.value)
+        values["cameras_streaming"] = float(sum(c.state == CameraState.STREAMING.value for c in status.cameras))
+        values["cameras"] = float(len(status.cameras))
         return values
 
     def _publish_status(self) -> None:
@@ -170,9 +187,28 @@ class Agent:
                 log.warning("ignoring malformed trigger %r: %s", payload[:200], exc)
                 self.health.add("bad_commands")
                 return
-            self.triggers.put(TriggerRequest(trigger.part_id))
+            self._route(trigger)
         elif topic == self.topics["reload"]:
             self.reload_requested.set()
+
+    def _route(self, trigger: Trigger) -> None:
+        """A trigger goes to the camera it names, or to every triggered camera when it names none."""
+        if trigger.camera is None:
+            targets = list(self.triggers.values())
+        else:
+            targets = [self.triggers[trigger.camera]] if trigger.camera in self.triggers else []
+        if not targets:
+            log.warning(
+                "ignoring trigger for part %r: no triggered camera %s (triggered: %s)",
+                trigger.part_id,
+                repr(trigger.camera) if trigger.camera else "",
+                ", ".join(self.triggers) or "none",
+            )
+            self.health.add("bad_commands")
+            return
+        at = time.monotonic()
+        for target in targets:
+            target.put(TriggerRequest(trigger.part_id, at))
 
     # -- main loop ---------------------------------------------------------
     def _handle(self, inspections: list[Inspection]) -> None:
@@ -184,7 +220,7 @@ class Agent:
             def build(seq: int) -> list[tuple[Kind, bytes]]:
                 verdict = Verdict(
                     station=self.config.station,
-                    camera=self.config.camera.name,
+                    camera=item.frame.camera,
                     seq=seq,
                     part_id=item.frame.part_id,
                     captured_at=item.frame.captured_at,
@@ -215,45 +251,41 @@ class Agent:
                 self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
         self.health.inferred([i.label for i in inspections])
 
-    def _next_batch(self, mailbox: FrameMailbox, timeout: float) -> list[Frame]:
-        first = mailbox.get(timeout)
-        if first is None:
-            return []
-        batch = [first]
-        while len(batch) < self.config.model.max_batch:
-            more = mailbox.get_nowait()
-            if more is None:
-                break
-            batch.append(more)
-        return batch
-
     def _inspect(self, frames: list[Frame]) -> None:
+        """Inspect a micro-batch; when it fails (an ROI outside a frame of unexpected size), frame by frame,
+        so one camera's bad frames do not cost the others their verdicts."""
         assert self.inspector is not None
         try:
             self._handle(self.inspector.inspect(frames))
-        except ValueError as exc:  # e.g. an ROI outside a frame of unexpected size
-            self.health.add("failed_frames", len(frames))
-            log.error("could not inspect %d frame(s): %s", len(frames), exc)
+        except ValueError as exc:
+            if len(frames) > 1:
+                for frame in frames:
+                    self._inspect([frame])
+                return
+            self.health.add("failed_frames")
+            log.error("camera %s: could not inspect frame %d: %s", frames[0].camera, frames[0].index, exc)
 
     def _watchdog_ok(self) -> bool:
         """Whether the agent works: systemd restarts it when this stays False.
 
-        A camera that is away is not the agent's fault: while the capture
+        A camera that is away is not the agent's fault: while its capture
         thread is alive and making progress (connecting, reconnecting, waiting
-        for triggers) the answer is yes. It is no when the capture thread
-        hangs (a read that never returns) or died, or when frames stream but
-        none has gone through inference for ``stall_after_s`` (this loop is
-        the inference loop, so a hung inference stops the pings by itself).
+        for triggers) the answer is yes. It is no when any capture thread
+        hangs (a read that never returns) or died, or when a free-running
+        camera streams but no frame has gone through inference for
+        ``stall_after_s`` (this loop is the inference loop, so a hung
+        inference stops the pings by itself).
         """
-        camera = self.camera
-        if camera is None or camera.state is CameraState.ENDED:
-            return True
         stall = self.config.health.stall_after_s
-        if not camera.is_alive() or camera.stalled_for() > stall:
-            return False
-        if camera.state is CameraState.STREAMING and self.config.camera.mode is CaptureMode.FREE_RUNNING:
-            streaming_for = time.monotonic() - camera.state_since
-            return min(self.health.idle_for(), streaming_for) < stall
+        now = time.monotonic()
+        for camera in self.cameras:
+            if camera.state is CameraState.ENDED:
+                continue
+            if not camera.is_alive() or camera.stalled_for() > stall:
+                return False
+            streaming = camera.state is CameraState.STREAMING and camera.config.mode is CaptureMode.FREE_RUNNING
+            if streaming and min(self.health.idle_for(), now - camera.state_since) >= stall:
+                return False
         return True
 
     def _install_signals(self) -> None:
@@ -275,10 +307,11 @@ class Agent:
             EdgeInspectorError: start-up failed (bad bundle, source, broker settings).
         """
         self._install_signals()
-        check_source(self.config.camera)
+        for camera in self.config.cameras:
+            check_source(camera)
         self.inspector = self._load_inspector()
         self.spool = Spool(self.config.spool.path, max_bytes=int(self.config.spool.max_mb * 1024 * 1024))
-        mailbox = FrameMailbox(latest=self.config.camera.mode is CaptureMode.FREE_RUNNING)
+        mailbox = FrameMailbox()
         offline = self._last_will()
         self.publisher = Publisher(
             self.config.mqtt,
@@ -294,10 +327,18 @@ class Agent:
                 self._metrics = MetricsServer(self.config.health.prometheus_port, self._metric_values)
             self.publisher.start()
             # a camera that goes away or comes back is news for the MES now, not at the next status tick
-            self.camera = Camera(
-                self.config.camera, mailbox, self.stop, self.triggers, on_state=lambda _state: self._publish_status()
-            )
-            self.camera.start()
+            self.cameras = [
+                Camera(
+                    camera,
+                    mailbox,
+                    self.stop,
+                    self.triggers.get(camera.name),
+                    on_state=lambda _state: self._publish_status(),
+                )
+                for camera in self.config.cameras
+            ]
+            for camera in self.cameras:
+                camera.start()
             systemd.ready()
             self._loop(mailbox)
         finally:
@@ -311,7 +352,7 @@ class Agent:
         while not self.stop.is_set():
             if self.reload_requested.is_set():
                 self._reload()
-            frames = self._next_batch(mailbox, timeout=0.2)
+            frames = mailbox.take(self.config.model.max_batch, timeout=0.2)
             if frames:
                 self._inspect(frames)
             now = time.monotonic()
@@ -326,10 +367,10 @@ class Agent:
         systemd.stopping()
         deadline = time.monotonic() + self.config.drain_timeout_s
         self.stop.set()
-        if self.camera is not None:
-            self.camera.join(timeout=max(0.1, deadline - time.monotonic()))
+        for camera in self.cameras:
+            camera.join(timeout=max(0.1, deadline - time.monotonic()))
         while self.inspector is not None and self.spool is not None and time.monotonic() < deadline:
-            frames = self._next_batch(mailbox, timeout=0.0)
+            frames = mailbox.take(self.config.model.max_batch, timeout=0.0)
             if not frames:
                 break
             self._inspect(frames)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -45,21 +45,24 @@ class Inspection:
 
 
 class Inspector:
-    """Runs a backend on frames and turns its outputs into inspections."""
+    """Runs a backend on frames and turns its outputs into inspections.
+
+    ``rois`` maps a camera's name to the region cut from its frames (None: the whole frame).
+    """
 
     def __init__(
         self,
         bundle: Bundle,
         backend: Backend,
         *,
-        roi: tuple[int, int, int, int] | None,
+        rois: Mapping[str, tuple[int, int, int, int] | None],
         threshold: float | None,
         heatmap: HeatmapPolicy,
     ) -> None:
         manifest = bundle.manifest
         self.bundle = bundle
         self.backend = backend
-        self.roi = roi
+        self.rois = rois
         self.classes = manifest.classes
         self.ok_index = manifest.classes.index(manifest.ok_class) if manifest.ok_class in manifest.classes else None
         self.threshold = threshold if threshold is not None else manifest.threshold
@@ -83,7 +86,7 @@ class Inspector:
         """Inspect a micro-batch of frames."""
         spec = self.bundle.manifest.input
         started = time.perf_counter()
-        rois = [crop_roi(frame.image, self.roi) for frame in frames]
+        rois = [crop_roi(frame.image, self.rois.get(frame.camera)) for frame in frames]
         batch = np.stack([resize_and_crop(roi, spec) for roi in rois])
         prepared = time.perf_counter()
         output = self.backend.infer(batch)
@@ -95,7 +98,7 @@ class Inspector:
             label, score, is_defect = self._decide(probs[i])
             jpeg = None
             if self.heatmap is HeatmapPolicy.ALWAYS or (self.heatmap is HeatmapPolicy.DEFECTS and is_defect):
-                jpeg = self._heatmap(rois[i], output.cam[i, self.classes.index(label)])
+                jpeg = self.heatmap_jpeg(rois[i], output.cam[i, self.classes.index(label)])
             done = time.perf_counter()
             results.append(
                 Inspection(
@@ -130,7 +133,7 @@ class Inspector:
         defect_probs[self.ok_index] = -1.0
         return self.classes[int(defect_probs.argmax())], score, True
 
-    def _heatmap(self, roi: np.ndarray, cam: np.ndarray) -> bytes:
+    def heatmap_jpeg(self, roi: np.ndarray, cam: np.ndarray) -> bytes:
         """Blend the class map over the part of the ROI the model saw; JPEG bytes."""
         x0, y0, x1, y1 = crop_box(roi.shape[0], roi.shape[1], self.bundle.manifest.input)
         picture = roi.copy()

@@ -1,9 +1,15 @@
 """Contract 2: the MQTT messages, versioned pydantic models.
 
-Topics under ``{prefix}/{station}``: ``status`` (retained), ``verdict``,
-``heatmap`` (JPEG bytes; MQTT v5 properties carry content type and ``seq``),
-``cmd/trigger`` and ``cmd/reload`` (inbound, when enabled).
+Topics under ``{prefix}/{station}``, one set per station whatever the number
+of cameras (each verdict names its camera; ``seq`` is one sequence per
+station): ``status`` (retained), ``verdict``, ``heatmap`` (JPEG bytes; MQTT
+v5 properties carry content type and the ``seq`` of its verdict, which names
+the camera), ``cmd/trigger`` and ``cmd/reload`` (inbound, when enabled).
 ``edge-inspector schema`` prints the JSON Schemas for MES integrators.
+
+Schema version 2 (several cameras): ``Status.cameras`` replaces
+``Status.camera``, ``Status.reload_error`` moves to the top level, and
+``Trigger.camera`` picks the camera a trigger is for.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CameraStatus",
     "Latency",
     "ModelRef",
     "Status",
@@ -24,7 +31,7 @@ __all__ = [
     "topics",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _Message(BaseModel):
@@ -54,9 +61,9 @@ class Latency(_Message):
 class Verdict(_Message):
     """The inspection result of one frame (topic ``verdict``, QoS 1)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     station: str
-    camera: str
+    camera: str = Field(description="the camera's name (cameras[].name in the agent's config)")
     seq: int = Field(ge=1, description="monotonic per station, survives restarts; use it to drop duplicates")
     part_id: str | None = Field(None, description="from cmd/trigger in triggered mode")
     captured_at: datetime = Field(description="UTC, ISO 8601")
@@ -71,19 +78,35 @@ class Verdict(_Message):
     heatmap: bool = Field(description="whether a heatmap with this seq is published on the heatmap topic")
 
 
+class CameraStatus(_Message):
+    """One camera in ``status``."""
+
+    name: str
+    source: str = Field(description="with any URL credentials hidden")
+    mode: Literal["free-running", "triggered"]
+    state: Literal["connecting", "streaming", "reconnecting", "ended", "stopped"] | None = Field(
+        None, description="null in the last will"
+    )
+    state_for_s: float | None = Field(None, description="seconds in this state; null in the last will")
+    counters: dict[str, int] = Field(
+        default_factory=dict, description="captured, skipped, dropped, undecodable, reconnects"
+    )
+
+
 class Status(_Message):
     """Agent health (topic ``status``, QoS 1, retained; the broker publishes ``offline`` as last will)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     station: str
     state: Literal["online", "offline"]
     at: datetime
     model: ModelRef | None = None
-    camera: dict[str, Any] = Field(default_factory=dict, description="source, state, reconnects")
+    cameras: list[CameraStatus] = Field(default_factory=list)
+    reload_error: str | None = Field(None, description="why the last cmd/reload or SIGHUP was refused")
     uptime_s: float | None = Field(
         0.0, description="seconds since start; null in the last will, which the broker sends long after it was set"
     )
-    counters: dict[str, int] = Field(default_factory=dict)
+    counters: dict[str, int] = Field(default_factory=dict, description="the agent's, and the cameras' summed")
     spool: dict[str, int] = Field(default_factory=dict)
     broker_connected: bool = True
 
@@ -92,6 +115,9 @@ class Trigger(_Message):
     """Inbound ``cmd/trigger``: inspect the next frame for this part."""
 
     part_id: str = Field(min_length=1, max_length=200)
+    camera: str | None = Field(
+        None, description="the triggered camera to take it; null: every triggered camera (one board, several views)"
+    )
 
 
 def topics(prefix: str, station: str) -> dict[str, str]:

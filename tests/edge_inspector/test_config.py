@@ -37,8 +37,9 @@ def password(tmp_path: Path) -> Path:
 
 def test_good_config_with_defaults(tmp_path: Path, password: Path) -> None:
     config = load_config(_write(tmp_path, GOOD.format(password=password)), environ={})
-    assert config.station == "line3-aoi" and config.camera.roi == (100, 50, 640, 480)
-    assert config.camera.mode is CaptureMode.FREE_RUNNING and config.mqtt.heatmap is HeatmapPolicy.DEFECTS
+    assert config.station == "line3-aoi" and [c.roi for c in config.cameras] == [(100, 50, 640, 480)]
+    assert config.cameras[0].name == "cam0" and config.cameras[0].mode is CaptureMode.FREE_RUNNING
+    assert config.mqtt.heatmap is HeatmapPolicy.DEFECTS
     assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(config) and "s3cret" not in config.model_dump_json()
     assert config.topic_root == "edge-inspector/line3-aoi"
@@ -53,8 +54,21 @@ def test_environment_overrides_fields(tmp_path: Path, password: Path) -> None:
     }
     text = GOOD.format(password=password).replace(f"  password_file: {password}\n", "")
     config = load_config(_write(tmp_path, text), environ=environ)
-    assert (config.mqtt.host, config.mqtt.port, config.camera.fps) == ("10.1.1.9", 8883, 2.5)
+    assert (config.mqtt.host, config.mqtt.port, config.cameras[0].fps) == ("10.1.1.9", 8883, 2.5)
     assert config.mqtt.password.get_secret_value() == "from-env"
+
+
+def test_several_cameras_one_model(tmp_path: Path) -> None:
+    text = (
+        "station: a\nmodel: {bundle: /b}\nmqtt: {commands: true}\ncameras:\n"
+        "  - {name: top, source: rtsp://cam-top/stream, roi: [0, 0, 640, 480]}\n"
+        "  - {name: bottom, source: 1, mode: triggered, fps: 2}\n"
+    )
+    config = load_config(_write(tmp_path, text), environ={})
+    assert [(c.name, c.mode, c.roi) for c in config.cameras] == [
+        ("top", CaptureMode.FREE_RUNNING, (0, 0, 640, 480)),
+        ("bottom", CaptureMode.TRIGGERED, None),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -64,6 +78,11 @@ def test_environment_overrides_fields(tmp_path: Path, password: Path) -> None:
         ("station: 'bad station!'\ncamera: {source: 0}\nmodel: {bundle: /b}\n", "station: String should match"),
         ("station: a\ncamera: {source: 0, fps: -1}\nmodel: {bundle: /b}\n", "camera.fps"),
         ("station: a\ncamera: {source: 0, roi: [0, 0, 0, 10]}\nmodel: {bundle: /b}\n", "camera.roi"),
+        ("station: a\ncameras: [{source: 0}, {source: 1, fps: 0}]\nmodel: {bundle: /b}\n", "cameras.1.fps"),
+        ("station: a\ncameras: [{source: 0}, {source: 1}]\nmodel: {bundle: /b}\n", "its own name"),
+        ("station: a\ncameras: []\nmodel: {bundle: /b}\n", "cameras: List should have at least 1"),
+        ("station: a\ncamera: {source: 0}\ncameras: [{source: 1}]\nmodel: {bundle: /b}\n", "not both"),
+        ("station: a\nmodel: {bundle: /b}\n", "cameras: Field required"),
         ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b, precision: int4}\n", "model.precision"),
         ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nmqtt: {prot: 1883}\n", "mqtt.prot: Extra inputs"),
         ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nmqtt: {prefix: 'a/#'}\n", "mqtt.prefix"),

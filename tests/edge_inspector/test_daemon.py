@@ -38,7 +38,10 @@ def _video(tmp_path: Path, count: int, name: str = "line.avi") -> Path:
     return write_video(tmp_path / name, frames)
 
 
-def _config(tmp_path: Path, bundle: Path, broker: MosquittoBroker, source: Path, **sections: dict) -> Path:
+def _config(
+    tmp_path: Path, bundle: Path, broker: MosquittoBroker, source: Path | None, **sections: dict | list
+) -> Path:
+    """The agent's config: one camera on ``source``, or ``cameras=[...]`` instead; ``sections`` update the rest."""
     config = {
         "station": STATION,
         "camera": {"source": str(source), "fps": 10},
@@ -49,7 +52,11 @@ def _config(tmp_path: Path, bundle: Path, broker: MosquittoBroker, source: Path,
         "drain_timeout_s": 10,
     }
     for key, values in sections.items():
-        config[key] = {**config.get(key, {}), **values}
+        if key == "cameras":
+            del config["camera"]
+            config[key] = values
+        else:
+            config[key] = {**config.get(key, {}), **values}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -86,7 +93,7 @@ def test_video_to_mqtt_end_to_end(tmp_path: Path, bundle_dir: Path) -> None:
         agent = _start(config, tmp_path)
         try:
             sub.wait_until(lambda ms: len(_verdicts(ms)) >= 14, timeout=60)
-            sub.wait_until(lambda ms: any(s.camera["state"] == "ended" for s in _statuses(ms)), timeout=10)
+            sub.wait_until(lambda ms: any(s.cameras[0].state == "ended" for s in _statuses(ms)), timeout=10)
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
                 metrics = response.read().decode()
             assert "edge_inspector_inferred 14.0" in metrics and "edge_inspector_broker_connected 1.0" in metrics
@@ -116,7 +123,8 @@ def test_video_to_mqtt_end_to_end(tmp_path: Path, bundle_dir: Path) -> None:
     final = statuses[-1]
     assert final.state == "offline" and final.counters["inferred"] == 14
     assert final.counters["captured"] == 14 and final.counters["dropped"] == 0
-    assert final.camera["state"] == "ended" and final.spool["verdicts"] == 0
+    assert final.cameras[0].state == "ended" and final.cameras[0].counters["captured"] == 14
+    assert final.spool["verdicts"] == 0
 
 
 def test_triggered_mode_carries_part_ids(tmp_path: Path, bundle_dir: Path) -> None:
@@ -142,6 +150,81 @@ def test_triggered_mode_carries_part_ids(tmp_path: Path, bundle_dir: Path) -> No
     verdicts = _verdicts(received)
     assert [v.part_id for v in verdicts] == ["PCB-001", "PCB-002", "PCB-003"]
     assert "ignoring malformed trigger" in (tmp_path / "agent.log").read_text()
+
+
+def _folder(tmp_path: Path, count: int, name: str) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    for i, frame in enumerate(render_frames(count, size=64, seed=9, frame_size=128)[0]):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_several_cameras_share_one_model_in_micro_batches(tmp_path: Path, bundle_dir: Path) -> None:
+    cameras = [
+        {"name": "top", "source": str(_video(tmp_path, 12)), "fps": 1000},
+        {"name": "side", "source": str(_folder(tmp_path, 12, "side")), "fps": 1000, "roi": [0, 0, 64, 48]},
+    ]
+    with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
+        config = _config(tmp_path, bundle_dir, broker, None, cameras=cameras, model={"max_batch": 4})
+        agent = _start(config, tmp_path)
+        try:
+            sub.wait_until(
+                lambda ms: (
+                    any(all(c.state == "ended" for c in s.cameras) for s in _statuses(ms)) and len(_verdicts(ms)) >= 24
+                ),
+                timeout=90,
+            )
+            assert _stop(agent, tmp_path) == 0
+        finally:
+            agent.kill()
+        received = sub.wait_until(lambda ms: any(s.state == "offline" for s in _statuses(ms)), timeout=10)
+    verdicts = _verdicts(received)
+    assert sorted(v.seq for v in verdicts) == list(range(1, 25))  # one seq per station, no gap
+    assert sorted(v.camera for v in verdicts) == ["side"] * 12 + ["top"] * 12
+    assert max(v.latency.batch for v in verdicts) >= 2  # both cameras' frames inferred together
+    shapes = {}
+    for message in (m for m in received if m.topic.endswith("/heatmap")):
+        seq = int(dict(message.properties["UserProperty"])["seq"])
+        camera = next(v.camera for v in verdicts if v.seq == seq)
+        shapes.setdefault(camera, set()).add(cv2.imdecode(np.frombuffer(message.payload, np.uint8), 1).shape)
+    assert shapes == {"top": {(128, 128, 3)}, "side": {(48, 64, 3)}}  # each camera's own ROI
+    final = _statuses(received)[-1]
+    assert [(c.name, c.state, c.counters["captured"]) for c in final.cameras] == [
+        ("top", "ended", 12),
+        ("side", "ended", 12),
+    ]
+    assert final.counters["captured"] == 24 and final.counters["inferred"] == 24
+
+
+def test_a_trigger_goes_to_the_camera_it_names_or_to_every_triggered_camera(tmp_path: Path, bundle_dir: Path) -> None:
+    cameras = [
+        {"name": name, "source": str(_video(tmp_path, 6, f"{name}.avi")), "mode": "triggered"}
+        for name in ("left", "right")
+    ]
+    with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
+        config = _config(tmp_path, bundle_dir, broker, None, cameras=cameras, mqtt={"commands": True})
+        agent = _start(config, tmp_path)
+        try:
+            sub.wait_until(lambda ms: len(_statuses(ms)) >= 1, timeout=60)  # connected and subscribed
+            trigger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            trigger.connect(broker.host, broker.port)
+            trigger.loop_start()
+            for payload in ({"part_id": "B1"}, {"part_id": "B2", "camera": "right"}, {"part_id": "B3", "camera": "x"}):
+                topic = f"edge-inspector/{STATION}/cmd/trigger"
+                trigger.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
+            received = sub.wait_until(
+                lambda ms: len(_verdicts(ms)) >= 3 and _statuses(ms)[-1].counters.get("bad_commands") == 1,
+                timeout=30,
+            )
+            trigger.loop_stop()
+            trigger.disconnect()
+            assert _stop(agent, tmp_path) == 0
+        finally:
+            agent.kill()
+    got = sorted((v.part_id, v.camera) for v in _verdicts(received))
+    assert got == [("B1", "left"), ("B1", "right"), ("B2", "right")]
+    assert "no triggered camera 'x'" in (tmp_path / "agent.log").read_text()
 
 
 def test_broker_outage_loses_no_verdict(tmp_path: Path, bundle_dir: Path) -> None:
@@ -188,7 +271,7 @@ def test_reload_good_and_corrupt_bundle(tmp_path: Path, bundle_dir: Path) -> Non
             reloader.connect(broker.host, broker.port)
             reloader.loop_start()
             reloader.publish(f"edge-inspector/{STATION}/cmd/reload", b"{}", qos=1).wait_for_publish(5)
-            received = sub.wait_until(lambda ms: any(s.camera.get("reload_error") for s in _statuses(ms)), timeout=30)
+            received = sub.wait_until(lambda ms: any(s.reload_error for s in _statuses(ms)), timeout=30)
             count = len(_verdicts(received))
             received = sub.wait_until(lambda ms: len(_verdicts(ms)) >= count + 3, timeout=30)  # still inspecting
             reloader.loop_stop()
@@ -196,8 +279,8 @@ def test_reload_good_and_corrupt_bundle(tmp_path: Path, bundle_dir: Path) -> Non
             assert _stop(agent, tmp_path) == 0
         finally:
             agent.kill()
-    refused = next(s for s in _statuses(received) if s.camera.get("reload_error"))
-    assert "model.int8.u8s8.onnx: sha256 mismatch" in refused.camera["reload_error"]
+    refused = next(s for s in _statuses(received) if s.reload_error)
+    assert "model.int8.u8s8.onnx: sha256 mismatch" in refused.reload_error
     assert refused.model is not None and refused.model.version == "2.0.0"
     assert _verdicts(received)[-1].model.version == "2.0.0"
     assert refused.counters["reloads"] == 1 and refused.counters["reload_failures"] == 1
@@ -231,7 +314,7 @@ def test_last_will_names_station_and_model_not_a_stale_uptime(tmp_path: Path, bu
     (will,) = [s for s in _statuses(received) if s.state == "offline"]
     assert will.station == STATION and will.model is not None and will.model.name == "tiny"
     assert will.uptime_s is None and will.counters == {} and not will.broker_connected
-    assert will.camera["name"] == "cam0"
+    assert [(c.name, c.state, c.counters) for c in will.cameras] == [("cam0", None, {})]
 
 
 def _rows(tmp_path: Path) -> int:
@@ -453,10 +536,10 @@ def test_watchdog_pings_through_a_camera_outage_and_stops_when_inference_hangs(
             outage_start = time.monotonic()
             outage = notify.collect(6)
             assert _largest_gap(_pings(outage), outage_start, time.monotonic()) < 1.5, _pings(outage)
-            sub.wait_until(lambda ms: any(s.camera["state"] == "reconnecting" for s in _statuses(ms)), timeout=5)
+            sub.wait_until(lambda ms: any(s.cameras[0].state == "reconnecting" for s in _statuses(ms)), timeout=5)
 
             camera.start()
-            sub.wait_until(lambda ms: _statuses(ms)[-1].camera["state"] == "streaming", timeout=15)
+            sub.wait_until(lambda ms: _statuses(ms)[-1].cameras[0].state == "streaming", timeout=15)
             notify.collect(2)
             flag.touch()  # inference hangs from its next frame on
             hang_start = time.monotonic()

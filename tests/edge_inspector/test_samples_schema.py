@@ -65,4 +65,6 @@ def test_schema_command_prints_every_message(capsys: pytest.CaptureFixture[str])
     assert {"seq", "part_id", "captured_at", "label", "is_defect", "score", "probabilities", "model"} <= set(
         verdict["properties"]
     )
-    assert verdict["properties"]["schema_version"]["const"] == 1
+    assert verdict["properties"]["schema_version"]["const"] == 2
+    assert {"cameras", "reload_error"} <= set(schemas["Status"]["properties"])
+    assert "camera" in schemas["Trigger"]["properties"] and schemas["Trigger"]["required"] == ["part_id"]

@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import typing
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,7 +232,8 @@ def example_copy(tmp_path: Path) -> Path:
 def test_example_config_validates(example_copy: Path) -> None:
     config = load_config(example_copy, environ={})  # no EDGE_INSPECTOR__ overrides from this shell
     assert config.station == "pcb-line2-aoi1"
-    assert str(config.camera.source).startswith("rtsp://")
+    assert [c.name for c in config.cameras] == ["aoi-top", "aoi-bottom"]  # the example shows two cameras
+    assert all(str(c.source).startswith("rtsp://") for c in config.cameras)
     assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == "s3cret"
     assert config.mqtt.tls is not None
     assert config.model.bundle.is_relative_to("/opt/edge-inspector/bundles")
@@ -242,9 +244,11 @@ def test_example_config_covers_every_field() -> None:
     for name, field in AgentConfig.model_fields.items():
         assert re.search(rf"^{name}:", text, re.M), name
         section = field.annotation
+        if typing.get_origin(section) is list:  # cameras: the fields of one item
+            (section,) = typing.get_args(section)
         if isinstance(section, type) and hasattr(section, "model_fields"):
             for sub in section.model_fields:
-                if field.annotation.model_fields[sub].exclude:
+                if section.model_fields[sub].exclude:
                     continue  # mqtt.password: never read from the file
                 assert re.search(rf"^\s+#?\s*{sub}:", text, re.M), f"{name}.{sub}"
 
@@ -255,9 +259,9 @@ def test_example_jetson_pipeline_is_valid(example_copy: Path) -> None:
     source = yaml.safe_load(commented[0].strip().lstrip("#"))["source"]
     assert source == JETSON_PIPELINE
     raw = yaml.safe_load(example_copy.read_text())
-    raw["camera"]["source"] = source
+    raw["cameras"][0]["source"] = source
     example_copy.write_text(yaml.safe_dump(raw))
-    assert load_config(example_copy, environ={}).camera.source == JETSON_PIPELINE
+    assert load_config(example_copy, environ={}).cameras[0].source == JETSON_PIPELINE
 
 
 def test_env_file_overrides_name_real_fields(example_copy: Path) -> None:
@@ -270,6 +274,8 @@ def test_env_file_overrides_name_real_fields(example_copy: Path) -> None:
     assert "EDGE_INSPECTOR__MQTT__HOST" in examples
     config = load_config(example_copy, environ=examples)
     assert config.mqtt.host == examples["EDGE_INSPECTOR__MQTT__HOST"]
+    assert config.cameras[0].source == examples["EDGE_INSPECTOR__CAMERAS__0__SOURCE"]
+    assert config.cameras[1].source == "rtsp://10.20.0.32:554/Streaming/Channels/101"
     assert "EDGE_INSPECTOR_MQTT_PASSWORD=" in ENV_FILE.read_text()
     active = [line for line in ENV_FILE.read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert not [line for line in active if "PASSWORD" in line or line.startswith("EDGE_INSPECTOR")]

@@ -1,0 +1,354 @@
+"""The agent at the model's pace: verdicts/s over MQTT against the raw backend, one camera then four.
+
+In one run, with one bundle and one thread count:
+
+1. the raw backend: ``backend.infer`` on prepared batches of 1 (and of
+   ``max_batch``), in this process, nothing else running;
+2. the agent as a real process (``edge-inspector run``), each camera a
+   folder of JPEG frames replayed faster than the model, heatmaps on
+   defects, a local Mosquitto, and a subscriber here counting the verdicts
+   it receives and their age (capture time to receipt: the broker forwards
+   a QoS 1 message as it acknowledges it);
+3. the cost of each stage of a frame's way, timed alone on the same frames.
+
+    .venv/bin/python bench/bench_agent.py [--work DIR] [--seconds 20] [--cameras 1 4]
+
+Broker and subscriber share the machine's cores with the agent, as they
+would not on a line; the ratio is thus a lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import yaml
+
+from deploy.bench import cpu_flags, make_bench_bundle
+from deploy.broker import LocalBroker
+from edge_inspector.backends import BackendKind, BackendOptions, backend_class
+from edge_inspector.bundle import Precision, load_bundle
+from edge_inspector.capture import Frame
+from edge_inspector.config import HeatmapPolicy, MqttConfig
+from edge_inspector.inspector import Inspector
+from edge_inspector.messages import Verdict
+from edge_inspector.preprocess import crop_roi, resize_and_crop
+from edge_inspector.publisher import Publisher
+from edge_inspector.spool import Spool
+from trainer.synth.video import render_frames, write_video
+
+STATION = "bench"
+FRAME_SIZE = 480  # camera pixels per side: the model sees 224 of them after resize and crop
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """One agent run: how many cameras, and what came out."""
+
+    cameras: int
+    verdicts_per_second: float
+    ratio_to_raw: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    mean_batch: float
+    heatmap_share: float
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+
+
+def _frames(folder: Path, count: int) -> list[Path]:
+    """JPEG frames of synthetic boards, a camera's view of 480 x 480 pixels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images, _ = render_frames(count, size=224, seed=7, frame_size=FRAME_SIZE)
+    paths = []
+    for i, image in enumerate(images):
+        path = folder / f"{i:04d}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
+
+
+def _per_call_ms(run: Callable[[], object], seconds: float = 2.0, warmup: int = 3) -> float:
+    """Median milliseconds of one call, over ``seconds``."""
+    for _ in range(warmup):
+        run()
+    samples, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 5:
+        start = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - start) * 1000)
+    return float(np.median(samples))
+
+
+def raw_rate(backend_infer: Callable[[np.ndarray], object], batch: np.ndarray, seconds: float) -> float:
+    """Images per second of back-to-back ``infer`` calls on one prepared batch."""
+    for _ in range(3):
+        backend_infer(batch)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        backend_infer(batch)
+        done += len(batch)
+    return done / (time.perf_counter() - start)
+
+
+class _Counter:
+    """Subscribes to the station's verdicts and keeps (arrival time, payload); parsed later, not on the clock."""
+
+    def __init__(self, broker: LocalBroker) -> None:
+        self.received: list[tuple[float, bytes]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *_: c.subscribe(f"edge-inspector/{STATION}/verdict", qos=1)
+        self.client.on_message = self._message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        arrived = time.time()
+        with self.lock:
+            self.received.append((arrived, bytes(message.payload)))
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.received)
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count() < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.count()} verdicts within {timeout} s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def agent_run(
+    bundle: Path, folder: Path, cameras: int, broker: LocalBroker, work: Path, args: argparse.Namespace, raw: float
+) -> AgentRun:
+    """Run the agent on ``cameras`` copies of the frame folder; verdicts/s and latency over ``args.seconds``."""
+    run_dir = work / f"agent-{cameras}"
+    run_dir.mkdir(exist_ok=True)
+    config = {
+        "station": STATION,
+        "cameras": [{"name": f"cam{i}", "source": str(folder), "fps": 1000, "loop": True} for i in range(cameras)],
+        "model": {
+            "bundle": str(bundle),
+            "backend": args.backend,
+            "precision": args.precision,
+            "threads": args.threads,
+            "max_batch": args.max_batch,
+        },
+        "mqtt": {"host": broker.host, "port": broker.port, "heatmap": "defects"},
+        "spool": {"path": str(run_dir / "spool.sqlite")},
+        "health": {"status_interval_s": 5},
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    counter = _Counter(broker)
+    log = (run_dir / "agent.log").open("w")
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "edge_inspector.cli", "run", "--config", str(run_dir / "config.yaml")],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        counter.wait_for(30, timeout=120)  # warmed up and flowing
+        first = counter.count()
+        time.sleep(args.seconds)
+        last = counter.count()
+        with counter.lock:
+            window = counter.received[first:last]
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        counter.close()
+        log.close()
+    verdicts = [(arrived, Verdict.model_validate_json(payload)) for arrived, payload in window]
+    rate = (len(window) - 1) / (window[-1][0] - window[0][0])
+    ages = [(arrived - v.captured_at.timestamp()) * 1000 for arrived, v in verdicts]
+    batches = [v.latency.batch for _, v in verdicts]
+    return AgentRun(
+        cameras=cameras,
+        verdicts_per_second=round(rate, 2),
+        ratio_to_raw=round(rate / raw, 3),
+        latency_p50_ms=round(float(np.percentile(ages, 50)), 1),
+        latency_p99_ms=round(float(np.percentile(ages, 99)), 1),
+        mean_batch=round(float(np.mean(batches)), 2),
+        heatmap_share=round(float(np.mean([v.heatmap for _, v in verdicts])), 3),
+        preprocess_ms=round(float(np.median([v.latency.preprocess_ms for _, v in verdicts])), 2),
+        inference_ms=round(float(np.median([v.latency.inference_ms / v.latency.batch for _, v in verdicts])), 2),
+        postprocess_ms=round(float(np.median([v.latency.postprocess_ms for _, v in verdicts])), 2),
+    )
+
+
+def stage_costs(bundle_dir: Path, paths: list[Path], broker: LocalBroker, work: Path, args: argparse.Namespace) -> dict:
+    """Milliseconds per frame of each stage, each timed alone on the bench's frames."""
+    bundle = load_bundle(bundle_dir)
+    spec = bundle.manifest.input
+    backend = backend_class(BackendKind(args.backend))(
+        bundle, Precision(args.precision), BackendOptions(threads=args.threads, max_batch=args.max_batch)
+    )
+    inspector = Inspector(bundle, backend, rois={}, threshold=None, heatmap=HeatmapPolicy.ALWAYS)
+    video = write_video(work / "stream.avi", [cv2.imread(str(p))[:, :, ::-1] for p in paths])
+    capture = cv2.VideoCapture(str(video))
+
+    def grab() -> None:
+        if not capture.grab():
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            capture.grab()
+
+    costs: dict[str, float] = {}
+    costs["grab (live stream: MJPEG, FFmpeg)"] = _per_call_ms(grab)
+    costs["retrieve + to RGB (frames to inspect)"] = _per_call_ms(
+        lambda: cv2.cvtColor(capture.retrieve()[1], cv2.COLOR_BGR2RGB)
+    )
+    capture.release()
+    cycle = iter(range(10**9))
+    costs["read + decode (folder: JPEG)"] = _per_call_ms(lambda: cv2.imread(str(paths[next(cycle) % len(paths)])))
+    image = cv2.cvtColor(cv2.imread(str(paths[0])), cv2.COLOR_BGR2RGB)
+
+    def preprocess() -> np.ndarray:
+        return np.stack([resize_and_crop(crop_roi(image, None), spec)])
+
+    batch = preprocess()
+    costs["preprocess (ROI, resize, crop)"] = _per_call_ms(preprocess)
+    output = backend.infer(batch)
+    costs["infer (batch 1)"] = _per_call_ms(lambda: backend.infer(batch))
+    costs["heatmap (overlay + JPEG)"] = _per_call_ms(lambda: inspector.heatmap_jpeg(image, output.cam[0, 0]))
+    (item,) = inspector.inspect([Frame(image, datetime.now(timezone.utc), 1)])
+    backend.close()
+
+    def verdict_json(seq: int = 1) -> bytes:
+        return (
+            Verdict(
+                station=STATION,
+                camera="cam0",
+                seq=seq,
+                captured_at=item.frame.captured_at,
+                label=item.label,
+                is_defect=item.is_defect,
+                score=item.score,
+                confidence=item.confidence,
+                probabilities=item.probabilities,
+                threshold=inspector.threshold,
+                model=inspector.model,
+                latency=item.latency,
+                heatmap=True,
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    costs["verdict message (pydantic JSON)"] = _per_call_ms(verdict_json)
+    payload, jpeg = verdict_json(), item.heatmap_jpeg or b""
+    spool = Spool(work / "stage-spool.sqlite")
+    mqtt_config = MqttConfig(host=broker.host, port=broker.port)
+    publisher = Publisher(mqtt_config, station=STATION, spool=spool, status_offline=b"{}")
+    costs["spool (one transaction: verdict + heatmap)"] = _per_call_ms(
+        lambda: publisher.record([lambda _seq: [("verdict", payload), ("heatmap", jpeg)]])
+    )
+    depth = spool.depth()
+    start = time.perf_counter()
+    publisher.start()  # sends everything spooled above
+    deadline = time.monotonic() + 60
+    while publisher.stats()["acked"] < depth["verdicts"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sent = publisher.stats()["acked"]
+    costs["publish (to the broker's ack, per message, pipelined)"] = (time.perf_counter() - start) * 1000 / max(1, sent)
+    publisher.stop()
+    spool.close()
+    return {name: round(value, 3) for name, value in costs.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, help="keep the bundle and frames here (reused by later runs)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measuring window of each agent run")
+    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime"])
+    parser.add_argument("--precision", default="int8", choices=["int8", "fp16", "fp32"])
+    parser.add_argument("--json", type=Path, default=Path("bench/results/agent-cpu.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = (args.work or Path(tmp)).resolve()
+        bundle = make_bench_bundle(work)
+        paths = _frames(work / "frames", 48)
+        spec = load_bundle(bundle).manifest.input
+        prepared = np.stack([resize_and_crop(cv2.imread(str(p))[:, :, ::-1], spec) for p in paths[:8]])
+        backend = backend_class(BackendKind(args.backend))(
+            load_bundle(bundle), Precision(args.precision), BackendOptions(threads=args.threads, max_batch=8)
+        )
+        raw = {
+            1: raw_rate(backend.infer, prepared[:1], args.seconds / 2),
+            args.max_batch: raw_rate(backend.infer, prepared[: args.max_batch], args.seconds / 2),
+        }
+        described = backend.describe()
+        backend.close()
+        with LocalBroker() as broker:
+            runs = [agent_run(bundle, work / "frames", n, broker, work, args, raw[1]) for n in args.cameras]
+            stages = stage_costs(bundle, paths, broker, work, args)
+
+    print(f"\nraw backend ({described['backend']} {described.get('variant', args.precision)}, {args.threads} threads)")
+    for size, rate in raw.items():
+        print(f"  batch {size}: {rate:.1f} images/s")
+    print(
+        "\n| cameras | verdicts/s | vs raw batch 1 | mean batch | p50 ms | p99 ms | heatmaps "
+        "| prep ms | infer ms/img | post ms |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in runs:
+        print(
+            f"| {r.cameras} | {r.verdicts_per_second:.1f} | {r.ratio_to_raw:.1%} | {r.mean_batch:.2f} | "
+            f"{r.latency_p50_ms:.0f} | {r.latency_p99_ms:.0f} | {r.heatmap_share:.0%} | {r.preprocess_ms:.2f} | "
+            f"{r.inference_ms:.2f} | {r.postprocess_ms:.2f} |"
+        )
+    print("\n| stage | ms per frame |\n| --- | ---: |")
+    for name, ms in stages.items():
+        print(f"| {name} | {ms:.2f} |")
+    print(f"\nCPU flags: {' '.join(cpu_flags()) or 'unknown'}; {os.cpu_count()} CPUs; {platform.processor() or '?'}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": {"platform": platform.platform(), "cpu_flags": cpu_flags(), "cpus": os.cpu_count()},
+                "backend": described,
+                "threads": args.threads,
+                "max_batch": args.max_batch,
+                "seconds": args.seconds,
+                "frame_size": FRAME_SIZE,
+                "raw_images_per_second": {str(k): round(v, 2) for k, v in raw.items()},
+                "runs": [asdict(r) for r in runs],
+                "stages_ms": stages,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
