@@ -3,7 +3,9 @@
 In one run, with one bundle and one thread count:
 
 1. the raw backend: ``backend.infer`` on prepared batches of 1 (and of
-   ``max_batch``), in this process, nothing else running;
+   ``max_batch``), in this process, while the agent is frozen, in windows
+   between the agent's (a shared machine's speed drifts within minutes, so
+   baseline and agent are interleaved; the baseline is their median);
 2. the agent as a real process (``edge-inspector run``), each camera a
    folder of JPEG frames replayed faster than the model, heatmaps on
    defects, a local Mosquitto, and a subscriber here counting the verdicts
@@ -55,6 +57,8 @@ from trainer.synth.video import render_frames, write_video
 
 STATION = "bench"
 FRAME_SIZE = 480  # camera pixels per side: the model sees 224 of them after resize and crop
+AGENT_WINDOW_S = 4.0  # the agent runs this long between two raw windows
+RAW_WINDOW_S = 1.0  # each batch size's raw window
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,6 @@ class AgentRun:
 
     cameras: int
     verdicts_per_second: float
-    ratio_to_raw: float
     latency_p50_ms: float
     latency_p99_ms: float
     mean_batch: float
@@ -142,9 +145,20 @@ class _Counter:
 
 
 def agent_run(
-    bundle: Path, folder: Path, cameras: int, broker: LocalBroker, work: Path, args: argparse.Namespace, raw: float
+    bundle: Path,
+    folder: Path,
+    cameras: int,
+    broker: LocalBroker,
+    work: Path,
+    args: argparse.Namespace,
+    measure_raw: Callable[[], None],
 ) -> AgentRun:
-    """Run the agent on ``cameras`` copies of the frame folder; verdicts/s and latency over ``args.seconds``."""
+    """Run the agent on ``cameras`` copies of the frame folder: verdicts/s and latency over ``args.seconds``.
+
+    The agent runs in windows of ``AGENT_WINDOW_S``; between two, it is frozen
+    (SIGSTOP) while ``measure_raw`` times the raw backend, so baseline and agent
+    see the same machine within seconds of each other.
+    """
     run_dir = work / f"agent-{cameras}"
     run_dir.mkdir(exist_ok=True)
     config = {
@@ -169,14 +183,20 @@ def agent_run(
         stdout=log,
         stderr=log,
     )
+    windows: list[tuple[float, float]] = []
     try:
         counter.wait_for(30, timeout=120)  # warmed up and flowing
-        first = counter.count()
-        time.sleep(args.seconds)
-        last = counter.count()
-        with counter.lock:
-            window = counter.received[first:last]
+        for _ in range(max(1, round(args.seconds / AGENT_WINDOW_S))):
+            start = time.time()
+            time.sleep(AGENT_WINDOW_S)
+            windows.append((start, time.time()))
+            agent.send_signal(signal.SIGSTOP)
+            time.sleep(0.3)  # what was on its way lands, outside the window
+            measure_raw()
+            agent.send_signal(signal.SIGCONT)
+            time.sleep(0.5)  # flowing again before the next window opens
     finally:
+        agent.send_signal(signal.SIGCONT)
         agent.send_signal(signal.SIGTERM)
         try:
             agent.wait(timeout=30)
@@ -184,21 +204,28 @@ def agent_run(
             agent.kill()
         counter.close()
         log.close()
-    verdicts = [(arrived, Verdict.model_validate_json(payload)) for arrived, payload in window]
-    rate = (len(window) - 1) / (window[-1][0] - window[0][0])
-    ages = [(arrived - v.captured_at.timestamp()) * 1000 for arrived, v in verdicts]
-    batches = [v.latency.batch for _, v in verdicts]
+    with counter.lock:
+        received = list(counter.received)
+    inside = [
+        (arrived, Verdict.model_validate_json(payload))
+        for arrived, payload in received
+        if any(start <= arrived < end for start, end in windows)
+    ]
+    rate = len(inside) / sum(end - start for start, end in windows)
+    # a frame captured before its window opened waited out a freeze: its age says nothing of the agent
+    fresh = [(a, v) for a, v in inside if any(start <= v.captured_at.timestamp() < a for start, _ in windows)]
+    ages = [(arrived - v.captured_at.timestamp()) * 1000 for arrived, v in fresh]
+    verdicts = [v for _, v in inside]
     return AgentRun(
         cameras=cameras,
         verdicts_per_second=round(rate, 2),
-        ratio_to_raw=round(rate / raw, 3),
         latency_p50_ms=round(float(np.percentile(ages, 50)), 1),
         latency_p99_ms=round(float(np.percentile(ages, 99)), 1),
-        mean_batch=round(float(np.mean(batches)), 2),
-        heatmap_share=round(float(np.mean([v.heatmap for _, v in verdicts])), 3),
-        preprocess_ms=round(float(np.median([v.latency.preprocess_ms for _, v in verdicts])), 2),
-        inference_ms=round(float(np.median([v.latency.inference_ms / v.latency.batch for _, v in verdicts])), 2),
-        postprocess_ms=round(float(np.median([v.latency.postprocess_ms for _, v in verdicts])), 2),
+        mean_batch=round(float(np.mean([v.latency.batch for v in verdicts])), 2),
+        heatmap_share=round(float(np.mean([v.heatmap for v in verdicts])), 3),
+        preprocess_ms=round(float(np.median([v.latency.preprocess_ms for v in verdicts])), 2),
+        inference_ms=round(float(np.median([v.latency.inference_ms / v.latency.batch for v in verdicts])), 2),
+        postprocess_ms=round(float(np.median([v.latency.postprocess_ms for v in verdicts])), 2),
     )
 
 
@@ -262,7 +289,7 @@ def stage_costs(bundle_dir: Path, paths: list[Path], broker: LocalBroker, work: 
 
     costs["verdict message (pydantic JSON)"] = _per_call_ms(verdict_json)
     payload, jpeg = verdict_json(), item.heatmap_jpeg or b""
-    spool = Spool(work / "stage-spool.sqlite")
+    spool = Spool(work / "stage-spool.sqlite", max_bytes=256 * 1024 * 1024)
     mqtt_config = MqttConfig(host=broker.host, port=broker.port)
     publisher = Publisher(mqtt_config, station=STATION, spool=spool, status_offline=b"{}")
     costs["spool (one transaction: verdict + heatmap)"] = _per_call_ms(
@@ -302,19 +329,26 @@ def main() -> None:
         backend = backend_class(BackendKind(args.backend))(
             load_bundle(bundle), Precision(args.precision), BackendOptions(threads=args.threads, max_batch=8)
         )
-        raw = {
-            1: raw_rate(backend.infer, prepared[:1], args.seconds / 2),
-            args.max_batch: raw_rate(backend.infer, prepared[: args.max_batch], args.seconds / 2),
-        }
+        windows: dict[int, list[float]] = {1: [], args.max_batch: []}
+
+        def measure_raw() -> None:
+            for size, rates in windows.items():
+                rates.append(raw_rate(backend.infer, prepared[:size], RAW_WINDOW_S))
+
+        with LocalBroker() as broker:
+            runs = []
+            for cameras in args.cameras:
+                runs.append(agent_run(bundle, work / "frames", cameras, broker, work, args, measure_raw))
+                print(runs[-1], flush=True)
+            stages = stage_costs(bundle, paths, broker, work, args)
         described = backend.describe()
         backend.close()
-        with LocalBroker() as broker:
-            runs = [agent_run(bundle, work / "frames", n, broker, work, args, raw[1]) for n in args.cameras]
-            stages = stage_costs(bundle, paths, broker, work, args)
+        raw = {size: float(np.median(rates)) for size, rates in windows.items()}
 
     print(f"\nraw backend ({described['backend']} {described.get('variant', args.precision)}, {args.threads} threads)")
     for size, rate in raw.items():
-        print(f"  batch {size}: {rate:.1f} images/s")
+        low, high = min(windows[size]), max(windows[size])
+        print(f"  batch {size}: {rate:.1f} images/s (median of {len(windows[size])} windows, {low:.1f} to {high:.1f})")
     print(
         "\n| cameras | verdicts/s | vs raw batch 1 | mean batch | p50 ms | p99 ms | heatmaps "
         "| prep ms | infer ms/img | post ms |"
@@ -322,7 +356,8 @@ def main() -> None:
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in runs:
         print(
-            f"| {r.cameras} | {r.verdicts_per_second:.1f} | {r.ratio_to_raw:.1%} | {r.mean_batch:.2f} | "
+            f"| {r.cameras} | {r.verdicts_per_second:.1f} | {r.verdicts_per_second / raw[1]:.1%} | "
+            f"{r.mean_batch:.2f} | "
             f"{r.latency_p50_ms:.0f} | {r.latency_p99_ms:.0f} | {r.heatmap_share:.0%} | {r.preprocess_ms:.2f} | "
             f"{r.inference_ms:.2f} | {r.postprocess_ms:.2f} |"
         )
@@ -341,6 +376,7 @@ def main() -> None:
                 "seconds": args.seconds,
                 "frame_size": FRAME_SIZE,
                 "raw_images_per_second": {str(k): round(v, 2) for k, v in raw.items()},
+                "raw_windows": {str(k): [round(r, 2) for r in v] for k, v in windows.items()},
                 "runs": [asdict(r) for r in runs],
                 "stages_ms": stages,
             },

@@ -37,6 +37,8 @@ import numpy as np
 
 from edge_inspector.config import CameraConfig, CaptureMode
 from edge_inspector.errors import ConfigError
+from edge_inspector.preprocess import ModelInput
+from edge_inspector.priority import run_in_background
 
 __all__ = [
     "Camera",
@@ -76,6 +78,7 @@ class Frame:
     camera: str = "cam0"
     part_id: str | None = None
     monotonic: float = field(default_factory=time.monotonic)
+    prepared: ModelInput | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class TriggerRequest:
 class _Counters:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.values = {"captured": 0, "skipped": 0, "dropped": 0, "undecodable": 0, "reconnects": 0}
+        self.values = {"captured": 0, "skipped": 0, "dropped": 0, "undecodable": 0, "failed_frames": 0, "reconnects": 0}
 
     def add(self, name: str, amount: int = 1) -> None:
         with self.lock:
@@ -234,7 +237,12 @@ def open_source(source: str | int) -> cv2.VideoCapture | _FolderSource:
 
 
 class Camera(threading.Thread):
-    """One camera's capture thread: reads frames into its slot of a :class:`FrameMailbox`."""
+    """One camera's capture thread: reads frames into its slot of a :class:`FrameMailbox`.
+
+    ``prepare``, when given, turns each decoded frame into the model's input
+    here, beside inference; a frame it refuses (ValueError) is counted in
+    ``failed_frames`` and not handed on.
+    """
 
     def __init__(
         self,
@@ -243,8 +251,11 @@ class Camera(threading.Thread):
         stop: threading.Event,
         triggers: queue.Queue[TriggerRequest] | None = None,
         on_state: Callable[[CameraState], None] | None = None,
+        prepare: Callable[[Frame], Frame] | None = None,
     ) -> None:
         super().__init__(name=f"capture-{config.name}", daemon=True)
+        self.prepare = prepare
+        self._prepare_error: str | None = None
         self.config = config
         self.mailbox = mailbox
         self.stop_event = stop
@@ -311,6 +322,7 @@ class Camera(threading.Thread):
         return False, None
 
     def run(self) -> None:
+        run_in_background()
         triggered = self.config.mode is CaptureMode.TRIGGERED
         period = 1.0 / self.config.fps
         try:
@@ -405,6 +417,18 @@ class Camera(threading.Thread):
         self.counters.add("captured")
         part_id = trigger.part_id if trigger is not None else None
         frame = Frame(_to_rgb(image), grabbed_wall, self._index, self.config.name, part_id, monotonic=grabbed_at)
+        if self.prepare is not None:
+            try:
+                frame = self.prepare(frame)
+            except ValueError as exc:  # e.g. an ROI outside a frame of unexpected size
+                self.counters.add("failed_frames")
+                if str(exc) != self._prepare_error:  # once per kind of failure, not per frame
+                    self._prepare_error = str(exc)
+                    log.error("camera %s: frames cannot be inspected: %s", self.config.name, exc)
+                if part_id is not None:
+                    log.error("camera %s: part %s gets no verdict: %s", self.config.name, part_id, exc)
+                return
+            self._prepare_error = None
         if self.mailbox.put(frame, self.stop_event):
             self.counters.add("dropped")
 

@@ -1,13 +1,20 @@
 """The agent: cameras -> inference -> spool -> MQTT, until SIGTERM.
 
-Threads: one capture thread per camera (``Camera``), the MQTT client and its
-sender (``Publisher``), and this module's main loop, which runs one model on
-the frames of every camera in micro-batches, spools verdicts and heatmaps,
-publishes status, pings the
-systemd watchdog while frames move, and swaps bundles on SIGHUP or
-``cmd/reload``. One stop event, set by SIGTERM and SIGINT; shutdown runs in
-reverse order of start: stop capture, drain queued frames, flush the spool,
-publish offline, exit 0.
+A pipeline, each step on its own thread so that none waits for another:
+
+- one capture thread per camera (``Camera``) decodes the frames to inspect
+  and prepares them for the model (ROI, resize, crop);
+- this module's main loop runs one model on the frames of every camera in
+  micro-batches, publishes status, pings the systemd watchdog while frames
+  move, and swaps bundles on SIGHUP or ``cmd/reload``;
+- the output stage (``Stage``) turns each inferred batch into labels and
+  heatmaps and spools its verdicts in one transaction, beside the next
+  inference;
+- the MQTT client and its sender (``Publisher``) deliver the spool.
+
+One stop event, set by SIGTERM and SIGINT; shutdown runs in reverse order of
+start: stop capture, drain queued frames, finish the output stage, flush the
+spool, publish offline, exit 0.
 """
 
 from __future__ import annotations
@@ -31,11 +38,12 @@ from edge_inspector.capture import Camera, CameraState, Frame, FrameMailbox, Tri
 from edge_inspector.config import AgentConfig, CameraConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.health import Health, MetricsServer
-from edge_inspector.inspector import Inspection, Inspector
+from edge_inspector.inspector import Inferred, Inspection, Inspector
 from edge_inspector.messages import CameraStatus, Status, Trigger, Verdict, topics
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
 from edge_inspector.spool import Kind, Spool
+from edge_inspector.stage import Stage
 
 __all__ = ["Agent", "redact"]
 
@@ -211,10 +219,14 @@ class Agent:
             target.put(TriggerRequest(trigger.part_id, at))
 
     # -- main loop ---------------------------------------------------------
-    def _handle(self, inspections: list[Inspection]) -> None:
+    def _report(self, inferred: tuple[Inspector, Inferred]) -> None:
+        """The output stage: labels and heatmaps, then verdicts to the spool (beside the next inference)."""
+        inspector, batch = inferred
+        self._handle(inspector, inspector.judge(batch))
+
+    def _handle(self, inspector: Inspector, inspections: list[Inspection]) -> None:
         """Spool the batch's verdicts and heatmaps (one transaction, ``seq`` included), keep samples."""
-        assert self.inspector is not None and self.publisher is not None
-        inspector = self.inspector
+        assert self.publisher is not None
 
         def messages(item: Inspection) -> Callable[[int], list[tuple[Kind, bytes]]]:
             def build(seq: int) -> list[tuple[Kind, bytes]]:
@@ -251,19 +263,28 @@ class Agent:
                 self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
         self.health.inferred([i.label for i in inspections])
 
-    def _inspect(self, frames: list[Frame]) -> None:
-        """Inspect a micro-batch; when it fails (an ROI outside a frame of unexpected size), frame by frame,
-        so one camera's bad frames do not cost the others their verdicts."""
-        assert self.inspector is not None
+    def _inspect(self, frames: list[Frame], output: Stage[tuple[Inspector, Inferred]]) -> None:
+        """Infer a micro-batch and hand it to the output stage.
+
+        Frames come prepared by their capture thread; one prepared for a
+        model since replaced is prepared again here, and when that fails (an
+        ROI outside the frame) the batch goes frame by frame, so one camera's
+        bad frames do not cost the others their verdicts.
+        """
+        inspector = self.inspector
+        assert inspector is not None
         try:
-            self._handle(self.inspector.inspect(frames))
+            inferred = inspector.infer(frames)
         except ValueError as exc:
             if len(frames) > 1:
                 for frame in frames:
-                    self._inspect([frame])
+                    self._inspect([frame], output)
                 return
             self.health.add("failed_frames")
             log.error("camera %s: could not inspect frame %d: %s", frames[0].camera, frames[0].index, exc)
+            return
+        if not output.put((inspector, inferred), self.stop):
+            log.warning("stopping: %d inferred frame(s) not reported, the output stage is stuck", len(frames))
 
     def _watchdog_ok(self) -> bool:
         """Whether the agent works: systemd restarts it when this stays False.
@@ -312,6 +333,7 @@ class Agent:
         self.inspector = self._load_inspector()
         self.spool = Spool(self.config.spool.path, max_bytes=int(self.config.spool.max_mb * 1024 * 1024))
         mailbox = FrameMailbox()
+        output: Stage[tuple[Inspector, Inferred]] = Stage("output", self._report, background=True)
         offline = self._last_will()
         self.publisher = Publisher(
             self.config.mqtt,
@@ -334,18 +356,25 @@ class Agent:
                     self.stop,
                     self.triggers.get(camera.name),
                     on_state=lambda _state: self._publish_status(),
+                    prepare=self._prepare,
                 )
                 for camera in self.config.cameras
             ]
             for camera in self.cameras:
                 camera.start()
+            output.start()
             systemd.ready()
-            self._loop(mailbox)
+            self._loop(mailbox, output)
         finally:
-            self._shutdown(mailbox)
+            self._shutdown(mailbox, output)
         return 0
 
-    def _loop(self, mailbox: FrameMailbox) -> None:
+    def _prepare(self, frame: Frame) -> Frame:
+        """Capture threads prepare their frames for the model that runs now."""
+        assert self.inspector is not None
+        return self.inspector.prepare(frame)
+
+    def _loop(self, mailbox: FrameMailbox, output: Stage[tuple[Inspector, Inferred]]) -> None:
         watchdog = systemd.watchdog_interval()
         next_status = time.monotonic() + self.config.health.status_interval_s
         next_ping = time.monotonic()
@@ -354,7 +383,7 @@ class Agent:
                 self._reload()
             frames = mailbox.take(self.config.model.max_batch, timeout=0.2)
             if frames:
-                self._inspect(frames)
+                self._inspect(frames, output)
             now = time.monotonic()
             if now >= next_status:
                 self._publish_status()
@@ -363,17 +392,19 @@ class Agent:
                 systemd.watchdog_ping()
                 next_ping = now + watchdog
 
-    def _shutdown(self, mailbox: FrameMailbox) -> None:
+    def _shutdown(self, mailbox: FrameMailbox, output: Stage[tuple[Inspector, Inferred]]) -> None:
         systemd.stopping()
         deadline = time.monotonic() + self.config.drain_timeout_s
         self.stop.set()
         for camera in self.cameras:
             camera.join(timeout=max(0.1, deadline - time.monotonic()))
-        while self.inspector is not None and self.spool is not None and time.monotonic() < deadline:
+        while output.is_alive() and output.failure is None and time.monotonic() < deadline:
             frames = mailbox.take(self.config.model.max_batch, timeout=0.0)
             if not frames:
                 break
-            self._inspect(frames)
+            self._inspect(frames, output)
+        if not output.close(max(0.1, deadline - time.monotonic())):
+            log.warning("stopping before the output stage finished its last frames")
         if self.publisher is not None:
             if not self.publisher.flush(max(0.1, deadline - time.monotonic())):
                 log.warning(

@@ -30,7 +30,9 @@ def overlay_heatmap(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.45) 
         ``[H, W, 3]`` uint8 RGB overlay.
     """
     height, width = image.shape[:2]
-    heat = cv2.resize(normalize_cam(cam), (width, height), interpolation=cv2.INTER_LINEAR)
-    colored = cv2.applyColorMap(np.uint8(np.clip(heat, 0.0, 1.0) * 255), cv2.COLORMAP_JET)
+    # scaled to 0..255 at the map's own size, so the full-size passes run on uint8, not float
+    levels = np.rint(normalize_cam(cam) * 255).astype(np.uint8)
+    heat = cv2.resize(levels, (width, height), interpolation=cv2.INTER_LINEAR)
+    colored = cv2.applyColorMap(heat, cv2.COLORMAP_JET)
     colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
     return cv2.addWeighted(image, 1.0 - alpha, colored, alpha, 0.0)

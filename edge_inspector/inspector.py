@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -15,9 +15,9 @@ from edge_inspector.capture import Frame
 from edge_inspector.config import HeatmapPolicy
 from edge_inspector.heatmap import overlay_heatmap
 from edge_inspector.messages import Latency, ModelRef
-from edge_inspector.preprocess import crop_box, crop_roi, resize_and_crop
+from edge_inspector.preprocess import ModelInput, crop_box, crop_roi, resize_and_crop
 
-__all__ = ["Inspection", "Inspector", "softmax"]
+__all__ = ["Inferred", "Inspection", "Inspector", "softmax"]
 
 JPEG_QUALITY = 85
 
@@ -27,6 +27,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """A micro-batch through the model: its prepared frames, class probabilities and activation maps."""
+
+    frames: list[Frame]
+    probabilities: np.ndarray
+    cam: np.ndarray
+    milliseconds: float
 
 
 @dataclass(frozen=True)
@@ -82,44 +92,66 @@ class Inspector:
         size = self.bundle.manifest.input.size
         self.backend.infer(np.zeros((1, size, size, 3), np.uint8))
 
-    def inspect(self, frames: Sequence[Frame]) -> list[Inspection]:
-        """Inspect a micro-batch of frames."""
-        spec = self.bundle.manifest.input
+    def prepare(self, frame: Frame) -> Frame:
+        """Cut the camera's ROI and resize and crop it for the model.
+
+        Capture threads call this as they decode, so this work runs beside
+        inference, not before it.
+
+        Raises:
+            ValueError: the camera's ROI lies outside the frame.
+        """
         started = time.perf_counter()
-        rois = [crop_roi(frame.image, self.rois.get(frame.camera)) for frame in frames]
-        batch = np.stack([resize_and_crop(roi, spec) for roi in rois])
-        prepared = time.perf_counter()
+        roi = crop_roi(frame.image, self.rois.get(frame.camera))
+        pixels = resize_and_crop(roi, self.bundle.manifest.input)
+        spent = (time.perf_counter() - started) * 1000
+        return replace(frame, prepared=ModelInput(roi, pixels, self.bundle.manifest.input, spent))
+
+    def infer(self, frames: Sequence[Frame]) -> Inferred:
+        """Run the model on a micro-batch (preparing frames that were not, or were for another model)."""
+        spec = self.bundle.manifest.input
+        ready = [f if f.prepared is not None and f.prepared.spec == spec else self.prepare(f) for f in frames]
+        batch = np.stack([f.prepared.pixels for f in ready])  # type: ignore[union-attr]
+        started = time.perf_counter()
         output = self.backend.infer(batch)
-        inferred = time.perf_counter()
-        probs = softmax(output.logits.astype(np.float64))
+        spent = (time.perf_counter() - started) * 1000
+        return Inferred(ready, softmax(output.logits.astype(np.float64)), output.cam, spent)
+
+    def judge(self, inferred: Inferred) -> list[Inspection]:
+        """Labels, scores and heatmaps of an inferred micro-batch."""
         results = []
-        for i, frame in enumerate(frames):
-            post_start = time.perf_counter()
-            label, score, is_defect = self._decide(probs[i])
+        for i, frame in enumerate(inferred.frames):
+            assert frame.prepared is not None
+            started = time.perf_counter()
+            probs = inferred.probabilities[i]
+            label, score, is_defect = self._decide(probs)
             jpeg = None
             if self.heatmap is HeatmapPolicy.ALWAYS or (self.heatmap is HeatmapPolicy.DEFECTS and is_defect):
-                jpeg = self.heatmap_jpeg(rois[i], output.cam[i, self.classes.index(label)])
-            done = time.perf_counter()
+                jpeg = self.heatmap_jpeg(frame.prepared.roi, inferred.cam[i, self.classes.index(label)])
             results.append(
                 Inspection(
                     frame=frame,
                     label=label,
                     is_defect=bool(is_defect),
                     score=min(max(score, 0.0), 1.0),
-                    confidence=float(probs[i, self.classes.index(label)]),
-                    probabilities={name: round(float(p), 6) for name, p in zip(self.classes, probs[i], strict=True)},
+                    confidence=float(probs[self.classes.index(label)]),
+                    probabilities={name: round(float(p), 6) for name, p in zip(self.classes, probs, strict=True)},
                     latency=Latency(
-                        preprocess_ms=round((prepared - started) * 1000 / len(frames), 3),
-                        inference_ms=round((inferred - prepared) * 1000, 3),
-                        postprocess_ms=round((done - post_start) * 1000, 3),
+                        preprocess_ms=round(frame.prepared.milliseconds, 3),
+                        inference_ms=round(inferred.milliseconds, 3),
+                        postprocess_ms=round((time.perf_counter() - started) * 1000, 3),
                         total_ms=round((time.monotonic() - frame.monotonic) * 1000, 3),
-                        batch=len(frames),
+                        batch=len(inferred.frames),
                     ),
                     heatmap_jpeg=jpeg,
-                    roi_image=rois[i],
+                    roi_image=frame.prepared.roi,
                 )
             )
         return results
+
+    def inspect(self, frames: Sequence[Frame]) -> list[Inspection]:
+        """Prepare, infer and judge a micro-batch in one go."""
+        return self.judge(self.infer(frames))
 
     def _decide(self, probs: np.ndarray) -> tuple[str, float, bool]:
         """(label, P(defect), is_defect): a defect names its likeliest defect class."""

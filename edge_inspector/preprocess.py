@@ -8,13 +8,23 @@ exported graph, so the box only resizes and crops uint8 pixels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "InputSpec", "crop_box", "crop_roi", "resize_and_crop", "resized_shape"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "InputSpec",
+    "ModelInput",
+    "crop_box",
+    "crop_roi",
+    "resize_and_crop",
+    "resized_shape",
+]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -48,6 +58,16 @@ class InputSpec(BaseModel):
     def for_size(cls, size: int) -> InputSpec:
         """The spec for a crop of ``size`` with the standard 0.875 crop ratio."""
         return cls(size=size, resize=round(size / DEFAULT_CROP_RATIO))
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """A frame made ready for a model: its region of interest and the model's input cut from it."""
+
+    roi: np.ndarray
+    pixels: np.ndarray
+    spec: InputSpec
+    milliseconds: float
 
 
 def resized_shape(height: int, width: int, shorter: int) -> tuple[int, int]:

@@ -31,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_inspector.config import MqttConfig
 from edge_inspector.errors import ConfigError
 from edge_inspector.messages import topics
+from edge_inspector.priority import run_in_background
 from edge_inspector.spool import Kind, Outgoing, Spool, SpoolError, SpoolFullError, SpoolItem
 
 __all__ = ["Publisher"]
@@ -425,6 +426,7 @@ class Publisher:
 
     # -- sender thread -------------------------------------------------------
     def _send_loop(self) -> None:
+        run_in_background()
         while not self._stopping.is_set():
             self._delete_acked()
             with self._cond:
