@@ -164,6 +164,8 @@ def test_several_cameras_share_one_model_in_micro_batches(tmp_path: Path, bundle
     cameras = [
         {"name": "top", "source": str(_video(tmp_path, 12)), "fps": 1000},
         {"name": "side", "source": str(_folder(tmp_path, 12, "side")), "fps": 1000, "roi": [0, 0, 64, 48]},
+        # aimed at pixels its 128 px frames do not have: its frames fail, the others' verdicts go on
+        {"name": "misaimed", "source": str(_video(tmp_path, 5, "misaimed.avi")), "roi": [400, 400, 50, 50]},
     ]
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
         config = _config(tmp_path, bundle_dir, broker, None, cameras=cameras, model={"max_batch": 4})
@@ -190,11 +192,14 @@ def test_several_cameras_share_one_model_in_micro_batches(tmp_path: Path, bundle
         shapes.setdefault(camera, set()).add(cv2.imdecode(np.frombuffer(message.payload, np.uint8), 1).shape)
     assert shapes == {"top": {(128, 128, 3)}, "side": {(48, 64, 3)}}  # each camera's own ROI
     final = _statuses(received)[-1]
-    assert [(c.name, c.state, c.counters["captured"]) for c in final.cameras] == [
-        ("top", "ended", 12),
-        ("side", "ended", 12),
+    assert [(c.name, c.state, c.counters["captured"], c.counters["failed_frames"]) for c in final.cameras] == [
+        ("top", "ended", 12, 0),
+        ("side", "ended", 12, 0),
+        ("misaimed", "ended", 5, 5),
     ]
-    assert final.counters["captured"] == 24 and final.counters["inferred"] == 24
+    assert final.counters["captured"] == 29 and final.counters["inferred"] == 24
+    log = (tmp_path / "agent.log").read_text()
+    assert log.count("camera misaimed: frames cannot be inspected: roi (400, 400, 50, 50) lies outside") == 1
 
 
 def test_a_trigger_goes_to_the_camera_it_names_or_to_every_triggered_camera(tmp_path: Path, bundle_dir: Path) -> None:
