@@ -67,9 +67,13 @@ class AgentRun:
 
     cameras: int
     verdicts_per_second: float
+    mean_batch: float
+    raw_batch: int
+    raw_images_per_second: float
+    ratio: float
+    ratio_to_batch_1: float
     latency_p50_ms: float
     latency_p99_ms: float
-    mean_batch: float
     heatmap_share: float
     preprocess_ms: float
     inference_ms: float
@@ -151,13 +155,15 @@ def agent_run(
     broker: LocalBroker,
     work: Path,
     args: argparse.Namespace,
-    measure_raw: Callable[[], None],
+    measure_raw: Callable[[], dict[int, float]],
 ) -> AgentRun:
     """Run the agent on ``cameras`` copies of the frame folder: verdicts/s and latency over ``args.seconds``.
 
-    The agent runs in windows of ``AGENT_WINDOW_S``; between two, it is frozen
-    (SIGSTOP) while ``measure_raw`` times the raw backend, so baseline and agent
-    see the same machine within seconds of each other.
+    The agent runs in windows of ``AGENT_WINDOW_S``; after each, it is frozen
+    (SIGSTOP) while ``measure_raw`` times the raw backend at each batch size,
+    so baseline and agent see the same machine within seconds of each other.
+    The ratio is the median over windows of the agent's rate to the raw rate
+    at the batch size the agent ran (its mean batch, rounded), and also to batch 1.
     """
     run_dir = work / f"agent-{cameras}"
     run_dir.mkdir(exist_ok=True)
@@ -184,6 +190,7 @@ def agent_run(
         stderr=log,
     )
     windows: list[tuple[float, float]] = []
+    raw_cycles: list[dict[int, float]] = []
     try:
         counter.wait_for(30, timeout=120)  # warmed up and flowing
         for _ in range(max(1, round(args.seconds / AGENT_WINDOW_S))):
@@ -192,7 +199,7 @@ def agent_run(
             windows.append((start, time.time()))
             agent.send_signal(signal.SIGSTOP)
             time.sleep(0.3)  # what was on its way lands, outside the window
-            measure_raw()
+            raw_cycles.append(measure_raw())
             agent.send_signal(signal.SIGCONT)
             time.sleep(0.5)  # flowing again before the next window opens
     finally:
@@ -212,16 +219,27 @@ def agent_run(
         if any(start <= arrived < end for start, end in windows)
     ]
     rate = len(inside) / sum(end - start for start, end in windows)
+    window_rates = [sum(start <= a < end for a, _ in inside) / (end - start) for start, end in windows]
     # a frame captured before its window opened waited out a freeze: its age says nothing of the agent
     fresh = [(a, v) for a, v in inside if any(start <= v.captured_at.timestamp() < a for start, _ in windows)]
     ages = [(arrived - v.captured_at.timestamp()) * 1000 for arrived, v in fresh]
     verdicts = [v for _, v in inside]
+    mean_batch = float(np.mean([v.latency.batch for v in verdicts]))
+    raw_batch = min(raw_cycles[0], key=lambda size: abs(size - mean_batch))
+
+    def ratio(size: int) -> float:
+        return round(float(np.median([w / raw[size] for w, raw in zip(window_rates, raw_cycles, strict=True)])), 3)
+
     return AgentRun(
         cameras=cameras,
         verdicts_per_second=round(rate, 2),
+        mean_batch=round(mean_batch, 2),
+        raw_batch=raw_batch,
+        raw_images_per_second=round(float(np.median([raw[raw_batch] for raw in raw_cycles])), 2),
+        ratio=ratio(raw_batch),
+        ratio_to_batch_1=ratio(1),
         latency_p50_ms=round(float(np.percentile(ages, 50)), 1),
         latency_p99_ms=round(float(np.percentile(ages, 99)), 1),
-        mean_batch=round(float(np.mean([v.latency.batch for v in verdicts])), 2),
         heatmap_share=round(float(np.mean([v.heatmap for v in verdicts])), 3),
         preprocess_ms=round(float(np.median([v.latency.preprocess_ms for v in verdicts])), 2),
         inference_ms=round(float(np.median([v.latency.inference_ms / v.latency.batch for v in verdicts])), 2),
@@ -329,11 +347,10 @@ def main() -> None:
         backend = backend_class(BackendKind(args.backend))(
             load_bundle(bundle), Precision(args.precision), BackendOptions(threads=args.threads, max_batch=8)
         )
-        windows: dict[int, list[float]] = {1: [], args.max_batch: []}
+        sizes = sorted({1, 2, args.max_batch})
 
-        def measure_raw() -> None:
-            for size, rates in windows.items():
-                rates.append(raw_rate(backend.infer, prepared[:size], RAW_WINDOW_S))
+        def measure_raw() -> dict[int, float]:
+            return {size: raw_rate(backend.infer, prepared[:size], RAW_WINDOW_S) for size in sizes}
 
         with LocalBroker() as broker:
             runs = []
@@ -343,23 +360,19 @@ def main() -> None:
             stages = stage_costs(bundle, paths, broker, work, args)
         described = backend.describe()
         backend.close()
-        raw = {size: float(np.median(rates)) for size, rates in windows.items()}
 
-    print(f"\nraw backend ({described['backend']} {described.get('variant', args.precision)}, {args.threads} threads)")
-    for size, rate in raw.items():
-        low, high = min(windows[size]), max(windows[size])
-        print(f"  batch {size}: {rate:.1f} images/s (median of {len(windows[size])} windows, {low:.1f} to {high:.1f})")
+    print(f"\nraw backend: {described['backend']} {described.get('variant', args.precision)}, {args.threads} threads")
     print(
-        "\n| cameras | verdicts/s | vs raw batch 1 | mean batch | p50 ms | p99 ms | heatmaps "
-        "| prep ms | infer ms/img | post ms |"
+        "\n| cameras | verdicts/s | mean batch | raw images/s at that batch | agent / raw | agent / raw batch 1 "
+        "| p50 ms | p99 ms | heatmaps | prep ms | infer ms/img | post ms |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in runs:
         print(
-            f"| {r.cameras} | {r.verdicts_per_second:.1f} | {r.verdicts_per_second / raw[1]:.1%} | "
-            f"{r.mean_batch:.2f} | "
-            f"{r.latency_p50_ms:.0f} | {r.latency_p99_ms:.0f} | {r.heatmap_share:.0%} | {r.preprocess_ms:.2f} | "
-            f"{r.inference_ms:.2f} | {r.postprocess_ms:.2f} |"
+            f"| {r.cameras} | {r.verdicts_per_second:.1f} | {r.mean_batch:.2f} | {r.raw_images_per_second:.1f} "
+            f"(batch {r.raw_batch}) | **{r.ratio:.1%}** | {r.ratio_to_batch_1:.1%} | {r.latency_p50_ms:.0f} | "
+            f"{r.latency_p99_ms:.0f} | {r.heatmap_share:.0%} | {r.preprocess_ms:.2f} | {r.inference_ms:.2f} | "
+            f"{r.postprocess_ms:.2f} |"
         )
     print("\n| stage | ms per frame |\n| --- | ---: |")
     for name, ms in stages.items():
@@ -375,8 +388,6 @@ def main() -> None:
                 "max_batch": args.max_batch,
                 "seconds": args.seconds,
                 "frame_size": FRAME_SIZE,
-                "raw_images_per_second": {str(k): round(v, 2) for k, v in raw.items()},
-                "raw_windows": {str(k): [round(r, 2) for r in v] for k, v in windows.items()},
                 "runs": [asdict(r) for r in runs],
                 "stages_ms": stages,
             },

@@ -54,7 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-FILE_READ_AHEAD = 2  # frames a file or folder is decoded ahead of inference
+FILE_READ_AHEAD = 1  # frames of a file or folder waiting, decoded, for inference (the reader holds one more)
 TRIGGERED_BACKLOG = 64  # triggered frames waiting for inference before capture waits too
 
 
