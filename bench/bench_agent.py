@@ -13,7 +13,7 @@ In one run, with one bundle and one thread count:
    a QoS 1 message as it acknowledges it);
 3. the cost of each stage of a frame's way, timed alone on the same frames.
 
-    .venv/bin/python bench/bench_agent.py [--work DIR] [--seconds 20] [--cameras 1 4]
+    .venv/bin/python bench/bench_agent.py [--work DIR] [--seconds 20] [--cameras 1 4] [--threads N]
 
 Broker and subscriber share the machine's cores with the agent, as they
 would not on a line; the ratio is thus a lower bound.
@@ -51,6 +51,7 @@ from edge_inspector.config import HeatmapPolicy, MqttConfig
 from edge_inspector.inspector import Inspector
 from edge_inspector.messages import Verdict
 from edge_inspector.preprocess import crop_roi, resize_and_crop
+from edge_inspector.priority import default_inference_threads
 from edge_inspector.publisher import Publisher
 from edge_inspector.spool import Spool
 from trainer.synth.video import render_frames, write_video
@@ -331,7 +332,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the bundle and frames here (reused by later runs)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window of each agent run")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=default_inference_threads(), help="default: the agent's, all cores but one"
+    )
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime"])
     parser.add_argument("--precision", default="int8", choices=["int8", "fp16", "fp32"])

@@ -99,7 +99,9 @@ class ModelConfig(_Section):
     backend: BackendKind = BackendKind.AUTO
     precision: Precision = Precision.INT8
     device: str = Field("auto", description="auto | cpu | cuda | tensorrt (onnxruntime) | CPU/GPU (openvino)")
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(
+        None, ge=1, description="CPU inference threads; default: all cores but one (for capture, heatmaps, MQTT)"
+    )
     max_batch: int = Field(4, ge=1, le=64, description="micro-batch: frames inferred together when queued")
     threshold: float | None = Field(None, gt=0, lt=1, description="defect threshold; default: the bundle's")
 

@@ -40,6 +40,7 @@ from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.health import Health, MetricsServer
 from edge_inspector.inspector import Inferred, Inspection, Inspector
 from edge_inspector.messages import CameraStatus, Status, Trigger, Verdict, topics
+from edge_inspector.priority import default_inference_threads
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
 from edge_inspector.spool import Kind, Spool
@@ -83,7 +84,9 @@ class Agent:
             bundle,
             cfg.backend,
             cfg.precision,
-            BackendOptions(threads=cfg.threads, max_batch=cfg.max_batch, device=cfg.device),
+            BackendOptions(
+                threads=cfg.threads or default_inference_threads(), max_batch=cfg.max_batch, device=cfg.device
+            ),
         )
         try:
             inspector = Inspector(
@@ -263,8 +266,10 @@ class Agent:
                 self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
         self.health.inferred([i.label for i in inspections])
 
-    def _inspect(self, frames: list[Frame], output: Stage[tuple[Inspector, Inferred]]) -> None:
-        """Infer a micro-batch and hand it to the output stage.
+    def _inspect(
+        self, frames: list[Frame], output: Stage[tuple[Inspector, Inferred]], give_up: threading.Event
+    ) -> None:
+        """Infer a micro-batch and hand it to the output stage (waiting for room until ``give_up`` is set).
 
         Frames come prepared by their capture thread; one prepared for a
         model since replaced is prepared again here, and when that fails (an
@@ -278,12 +283,12 @@ class Agent:
         except ValueError as exc:
             if len(frames) > 1:
                 for frame in frames:
-                    self._inspect([frame], output)
+                    self._inspect([frame], output, give_up)
                 return
             self.health.add("failed_frames")
             log.error("camera %s: could not inspect frame %d: %s", frames[0].camera, frames[0].index, exc)
             return
-        if not output.put((inspector, inferred), self.stop):
+        if not output.put((inspector, inferred), give_up):
             log.warning("stopping: %d inferred frame(s) not reported, the output stage is stuck", len(frames))
 
     def _watchdog_ok(self) -> bool:
@@ -383,7 +388,7 @@ class Agent:
                 self._reload()
             frames = mailbox.take(self.config.model.max_batch, timeout=0.2)
             if frames:
-                self._inspect(frames, output)
+                self._inspect(frames, output, self.stop)
             now = time.monotonic()
             if now >= next_status:
                 self._publish_status()
@@ -398,11 +403,15 @@ class Agent:
         self.stop.set()
         for camera in self.cameras:
             camera.join(timeout=max(0.1, deadline - time.monotonic()))
-        while output.is_alive() and output.failure is None and time.monotonic() < deadline:
+        drain_over = threading.Event()  # the output stage gets until the deadline to take what is left
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), drain_over.set)
+        timer.start()
+        while output.is_alive() and output.failure is None and not drain_over.is_set():
             frames = mailbox.take(self.config.model.max_batch, timeout=0.0)
             if not frames:
                 break
-            self._inspect(frames, output)
+            self._inspect(frames, output, drain_over)
+        timer.cancel()
         if not output.close(max(0.1, deadline - time.monotonic())):
             log.warning("stopping before the output stage finished its last frames")
         if self.publisher is not None:
