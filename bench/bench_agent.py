@@ -285,26 +285,8 @@ def stage_costs(bundle_dir: Path, paths: list[Path], broker: LocalBroker, work: 
     (item,) = inspector.inspect([Frame(image, datetime.now(timezone.utc), 1)])
     backend.close()
 
-    def verdict_json(seq: int = 1) -> bytes:
-        return (
-            Verdict(
-                station=STATION,
-                camera="cam0",
-                seq=seq,
-                captured_at=item.frame.captured_at,
-                label=item.label,
-                is_defect=item.is_defect,
-                score=item.score,
-                confidence=item.confidence,
-                probabilities=item.probabilities,
-                threshold=inspector.threshold,
-                model=inspector.model,
-                latency=item.latency,
-                heatmap=True,
-            )
-            .model_dump_json()
-            .encode()
-        )
+    def verdict_json() -> bytes:
+        return inspector.verdict(item, station=STATION, seq=1).model_dump_json().encode()
 
     costs["verdict message (pydantic JSON)"] = _per_call_ms(verdict_json)
     payload, jpeg = verdict_json(), item.heatmap_jpeg or b""

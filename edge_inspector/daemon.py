@@ -39,7 +39,7 @@ from edge_inspector.config import AgentConfig, CameraConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.health import Health, MetricsServer
 from edge_inspector.inspector import Inferred, Inspection, Inspector
-from edge_inspector.messages import CameraStatus, Status, Trigger, Verdict, topics
+from edge_inspector.messages import CameraStatus, Status, Trigger, topics
 from edge_inspector.priority import default_inference_threads
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
@@ -233,22 +233,7 @@ class Agent:
 
         def messages(item: Inspection) -> Callable[[int], list[tuple[Kind, bytes]]]:
             def build(seq: int) -> list[tuple[Kind, bytes]]:
-                verdict = Verdict(
-                    station=self.config.station,
-                    camera=item.frame.camera,
-                    seq=seq,
-                    part_id=item.frame.part_id,
-                    captured_at=item.frame.captured_at,
-                    label=item.label,
-                    is_defect=item.is_defect,
-                    score=item.score,
-                    confidence=item.confidence,
-                    probabilities=item.probabilities,
-                    threshold=inspector.threshold,
-                    model=inspector.model,
-                    latency=item.latency,
-                    heatmap=item.heatmap_jpeg is not None,
-                )
+                verdict = inspector.verdict(item, station=self.config.station, seq=seq)
                 built: list[tuple[Kind, bytes]] = [("verdict", verdict.model_dump_json().encode())]
                 if item.heatmap_jpeg is not None:
                     built.append(("heatmap", item.heatmap_jpeg))

@@ -14,7 +14,7 @@ from edge_inspector.bundle import Bundle
 from edge_inspector.capture import Frame
 from edge_inspector.config import HeatmapPolicy
 from edge_inspector.heatmap import overlay_heatmap
-from edge_inspector.messages import Latency, ModelRef
+from edge_inspector.messages import Latency, ModelRef, Verdict
 from edge_inspector.preprocess import ModelInput, crop_box, crop_roi, resize_and_crop
 
 __all__ = ["Inferred", "Inspection", "Inspector", "softmax"]
@@ -152,6 +152,25 @@ class Inspector:
     def inspect(self, frames: Sequence[Frame]) -> list[Inspection]:
         """Prepare, infer and judge a micro-batch in one go."""
         return self.judge(self.infer(frames))
+
+    def verdict(self, item: Inspection, *, station: str, seq: int) -> Verdict:
+        """The MQTT verdict of an inspection, once the spool has given it its ``seq``."""
+        return Verdict(
+            station=station,
+            camera=item.frame.camera,
+            seq=seq,
+            part_id=item.frame.part_id,
+            captured_at=item.frame.captured_at,
+            label=item.label,
+            is_defect=item.is_defect,
+            score=item.score,
+            confidence=item.confidence,
+            probabilities=item.probabilities,
+            threshold=self.threshold,
+            model=self.model,
+            latency=item.latency,
+            heatmap=item.heatmap_jpeg is not None,
+        )
 
     def _decide(self, probs: np.ndarray) -> tuple[str, float, bool]:
         """(label, P(defect), is_defect): a defect names its likeliest defect class."""
