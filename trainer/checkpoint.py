@@ -2,7 +2,9 @@
 
 A checkpoint carries the class names, the "ok" class, the input spec and the
 architecture, so a bundle is exported from it alone, never from a second copy
-of those numbers.
+of those numbers. ``last.pt`` also holds the optimizer, scheduler and scaler
+states that ``--resume`` needs; ``best.pt``, the one engineers keep and
+export, does not (a third of the size for a ResNet50).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from edge_inspector.errors import CheckpointError
 from edge_inspector.preprocess import InputSpec
 from trainer.model import DefectNet, build_model
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "RESUME_ONLY", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "edge-inspector-checkpoint/1"
+RESUME_ONLY = ("optimizer", "scheduler", "scaler")  # in last.pt for --resume; best.pt keeps weights and metadata
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from trainer.data import ImageDataset, Sample, scan_folder
 from trainer.engine import evaluate
 from trainer.metrics import classification_metrics
+from trainer.pointing import pointing_score
 from trainer.report import collect_cam_examples, write_report
 from trainer.transforms import eval_transform
 
@@ -94,6 +95,7 @@ def write_evaluation(
     metrics = classification_metrics(
         preds.probs, preds.labels, classes, ok_index=ok_index, threshold=state["threshold"]
     )
+    metrics["pointing"] = pointing_score(model, samples, spec, device=device)
     metrics["checkpoint"] = {"epoch": state["epoch"], "path": str(run_dir / "best.pt")}
     metrics["evaluated_on"] = str(data) if data is not None else "validation split"
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 
 from edge_inspector.errors import CheckpointError
 from edge_inspector.preprocess import InputSpec
-from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.checkpoint import RESUME_ONLY, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import DatasetSplit, ImageDataset, class_counts, discover, fingerprint
 from trainer.distributed import DistContext, ShardSampler, gather_objects, init_distributed, shutdown_distributed
@@ -324,7 +324,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
             }
             save_checkpoint(run_dir / "last.pt", state)
             if improved:
-                save_checkpoint(run_dir / "best.pt", state)
+                save_checkpoint(run_dir / "best.pt", {k: v for k, v in state.items() if k not in RESUME_ONLY})
             _write_history(run_dir / "history.csv", history)
         if stale >= cfg.patience:
             if ctx.is_main:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from edge_inspector.heatmap import overlay_heatmap
-from edge_inspector.preprocess import InputSpec, resize_and_crop, resized_shape
+from edge_inspector.preprocess import InputSpec, resize_and_crop
 from trainer.data import Sample, load_rgb
 from trainer.metrics import binary_roc
 from trainer.model import DefectNet
+from trainer.pointing import defect_box_in_crop
 
 __all__ = ["CamExample", "collect_cam_examples", "write_report"]
 
@@ -37,24 +37,6 @@ class CamExample:
     predicted_class: str
     confidence: float
     box: tuple[float, float, float, float] | None
-
-
-def _box_in_crop(sample: Sample, height: int, width: int, spec: InputSpec) -> tuple[float, ...] | None:
-    """The defect box of a synthetic image's sidecar, mapped into the model crop."""
-    sidecar = sample.path.with_suffix(".json")
-    if not sidecar.is_file():
-        return None
-    try:
-        box = json.loads(sidecar.read_text()).get("box")
-    except (ValueError, OSError):
-        return None
-    if not box:
-        return None
-    new_h, new_w = resized_shape(height, width, spec.resize)
-    sx, sy = new_w / width, new_h / height
-    left, top = (new_w - spec.size) // 2, (new_h - spec.size) // 2
-    x0, y0, x1, y1 = box
-    return (x0 * sx - left, y0 * sy - top, x1 * sx - left, y1 * sy - top)
 
 
 @torch.no_grad()
@@ -98,7 +80,7 @@ def collect_cam_examples(
                 true_class=classes[sample.label],
                 predicted_class=classes[predicted],
                 confidence=float(probs[index, predicted]),
-                box=_box_in_crop(sample, *image.shape[:2], spec),
+                box=defect_box_in_crop(sample, *image.shape[:2], spec),
             )
         )
     return examples
@@ -223,6 +205,15 @@ def write_report(
         ("balanced accuracy", _fmt(metrics["balanced_accuracy"])),
         ("macro F1", _fmt(metrics["macro_f1"])),
     ]
+    pointing = metrics.get("pointing")
+    if pointing:
+        h, w = pointing["cam_size"]
+        summary.append(
+            (
+                f"pointing: activation peak inside the defect box ({pointing['images']} boxed images, {h}x{w} map)",
+                _fmt(pointing["score"]),
+            )
+        )
     if defect and scores is not None and ok_index is not None:
         figures.insert(2, out / "roc.png")
         plot_roc(scores, labels, ok_index, defect["roc_auc"], figures[2])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_inspector.errors import CheckpointError
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import RESUME_ONLY, load_checkpoint
 from trainer.cli import main
 from trainer.config import TrainConfig
 from trainer.fit import fit
@@ -24,11 +24,13 @@ def test_fit_writes_every_report_file(trained_run: Path) -> None:
     assert len(metrics["confusion_matrix"]) == 7
     assert set(metrics["per_class"]) >= {"ok", "missing_hole", "spurious_copper"}
     assert 0.0 <= metrics["defect"]["roc_auc"] <= 1.0
+    pointing = metrics["pointing"]  # every defect image of the synthetic split has its box
+    assert pointing["images"] == 6 and 0.0 <= pointing["score"] <= 1.0 and pointing["cam_size"] == [2, 2]
     with (trained_run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["1", "2"]
     page = (trained_run / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4 and "balanced accuracy" in page
+    assert page.count("data:image/png;base64,") == 4 and "balanced accuracy" in page and "pointing" in page
 
 
 def test_checkpoint_carries_what_deploy_needs(trained_run: Path) -> None:
@@ -43,6 +45,9 @@ def test_checkpoint_carries_what_deploy_needs(trained_run: Path) -> None:
     }
     assert state["arch"]["attention"] == ["layer3", "layer4"]
     assert len(state["dataset"]["fingerprint"]) == 64
+    # best.pt is what an engineer keeps: weights and metadata; the optimizer state for --resume is in last.pt
+    assert not set(RESUME_ONLY) & set(state) and set(RESUME_ONLY) <= set(load_checkpoint(trained_run / "last.pt"))
+    assert (trained_run / "best.pt").stat().st_size < 0.6 * (trained_run / "last.pt").stat().st_size
 
 
 def test_resume_continues_from_last_checkpoint(trained_run: Path, tmp_path: Path) -> None:
