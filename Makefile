@@ -29,7 +29,10 @@ system-deps:
 
 demo: $(STAMP) system-deps
 	$(BIN)/edge-train synth --out $(DEMO_DATA) --per-class 100 --size 96 --seed 0
-	$(BIN)/edge-train fit --data $(DEMO_DATA) --out $(DEMO_RUN) --weights none --image-size 96 \
+	# ImageNet weights when the torch hub cache has them or they can be downloaded; from scratch otherwise
+	weights=imagenet; $(BIN)/edge-train fetch-weights || { weights=none; \
+		echo "note: no ImageNet weights (see the line above): the demo model trains from scratch"; }; \
+	$(BIN)/edge-train fit --data $(DEMO_DATA) --out $(DEMO_RUN) --weights $$weights --image-size 96 \
 		--epochs 15 --batch-size 16 --lr 1e-3 --patience 15 --seed 0
 	$(BIN)/edge-deploy export --run $(DEMO_RUN) --out $(DEMO_BUNDLE) --name pcb-demo
 	$(BIN)/edge-deploy quantize --bundle $(DEMO_BUNDLE) --calibration $(DEMO_DATA)

@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_fit(sub)
 
+    sub.add_parser(
+        "fetch-weights",
+        help="put torchvision's ImageNet ResNet50 weights in the torch hub cache (downloaded once, hash-checked)",
+    )
+
     e = sub.add_parser("evaluate", help="score a run's best checkpoint and rewrite its report")
     e.add_argument("--run", type=Path, required=True)
     e.add_argument("--data", type=Path, help="image folder to evaluate on (default: the run's validation split)")
@@ -154,6 +159,12 @@ def _run(args: argparse.Namespace) -> int:
                 f"best epoch {result.best_epoch}: accuracy {result.metrics['accuracy']:.3f}, balanced accuracy "
                 f"{result.metrics['balanced_accuracy']:.3f}; report {result.run_dir / 'report.html'}"
             )
+        return 0
+    if args.command == "fetch-weights":
+        from trainer.model import imagenet_state_dict, imagenet_weights_path
+
+        imagenet_state_dict()
+        print(f"ImageNet ResNet50 weights: {imagenet_weights_path()}")
         return 0
     from trainer.evaluation import write_evaluation
 

@@ -22,7 +22,7 @@ from edge_inspector.errors import WeightsError
 from trainer.cbam import CBAM
 from trainer.config import ATTENTION_STAGES, FREEZABLE_STAGES
 
-__all__ = ["AttentiveBottleneck", "DefectNet", "build_model", "imagenet_weights_path"]
+__all__ = ["AttentiveBottleneck", "DefectNet", "build_model", "imagenet_state_dict", "imagenet_weights_path"]
 
 log = logging.getLogger(__name__)
 
@@ -104,24 +104,42 @@ def imagenet_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(_IMAGENET.url).name
 
 
+def imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet ResNet50 weights, loaded as torchvision loads them.
+
+    From the torch hub cache when there, else downloaded into it (hash-checked).
+
+    Raises:
+        WeightsError: neither, in one line that says where to put the file.
+    """
+    path = imagenet_weights_path()
+    try:
+        return _IMAGENET.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True)
+    except Exception as exc:  # URLError when offline, RuntimeError for a bad hash or file, among others
+        reason = str(getattr(exc, "reason", None) or exc).splitlines()[0]
+        where = "is unreadable" if path.is_file() else "could not be downloaded"
+        raise WeightsError(
+            f"ImageNet weights: the torch hub cache file {path} {where} ({reason}). On a machine with internet, "
+            f"download {_IMAGENET.url} and copy it to {path} (or set TORCH_HOME), pass --weights PATH to a copy, "
+            "or train from scratch with --weights none"
+        ) from exc
+
+
 def _load_trunk(weights: str) -> torchvision.models.ResNet:
     if weights.lower() == "none":
         # each residual block starts as the identity: trains faster from scratch (Goyal et al., 2017)
         return torchvision.models.resnet50(weights=None, zero_init_residual=True)
     trunk = torchvision.models.resnet50(weights=None)
-    path = imagenet_weights_path() if weights.lower() == "imagenet" else Path(weights)
-    if not path.is_file():
-        if weights.lower() == "imagenet":
-            raise WeightsError(
-                f"ImageNet weights not in the torch hub cache ({path}); nothing is downloaded at run time. "
-                f"On a machine with internet, download {_IMAGENET.url} and copy it to {path} "
-                "(or set TORCH_HOME), pass --weights PATH to a copy, or train from scratch with --weights none"
-            )
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc})") from exc
+    if weights.lower() == "imagenet":
+        path, state = imagenet_weights_path(), imagenet_state_dict()
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"{path}: weights file not found")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a bad file
+            raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc})") from exc
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # a checkpoint of ours: reuse its trunk
     backbone = {k: v for k, v in state.items() if not k.startswith("fc.") and ".cbam." not in k}
@@ -151,7 +169,7 @@ def build_model(
 
     Args:
         num_classes: number of output classes.
-        weights: ``imagenet`` (torch hub cache, never downloaded), ``none``, or
+        weights: ``imagenet`` (torch hub cache, downloaded there when missing), ``none``, or
             a path to a ResNet50 state dict or one of our checkpoints.
         attention: stages whose bottlenecks get a CBAM block.
         dropout: dropout before the linear head.

@@ -5,6 +5,7 @@ import torch
 import torchvision
 
 from edge_inspector.errors import WeightsError
+from trainer.cli import main as train_main
 from trainer.model import AttentiveBottleneck, build_model, imagenet_weights_path
 
 
@@ -40,17 +41,31 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
-def test_imagenet_without_cache_explains_how_to_fill_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No internet, for real: HTTPS goes through a proxy port where nothing listens (connection refused)."""
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_imagenet_offline_without_cache_says_where_to_put_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    _offline(monkeypatch)
     with pytest.raises(WeightsError) as info:
         build_model(num_classes=2, weights="imagenet")
     message = str(info.value)
-    assert str(imagenet_weights_path().name) in message and "--weights none" in message
+    assert "could not be downloaded" in message and "refused" in message.lower()
+    assert str(imagenet_weights_path()) in message and "--weights none" in message and "\n" not in message
+    assert not imagenet_weights_path().exists()  # no partial file left in the cache
 
 
 def test_imagenet_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A state dict in the hub cache is loaded (no network), then the head is replaced."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    _offline(monkeypatch)
     reference = torchvision.models.resnet50(weights=None)
     target = imagenet_weights_path()
     assert target.is_relative_to(tmp_path)
@@ -79,3 +94,17 @@ def test_weights_from_a_file_and_bad_files(tmp_path: Path) -> None:
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), small)
     with pytest.raises(WeightsError, match="does not fit a ResNet50"):
         build_model(num_classes=2, weights=str(small))
+
+
+def test_fetch_weights_command_offline_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    _offline(monkeypatch)
+    assert train_main(["fetch-weights"]) == 2
+    err = capsys.readouterr().err
+    assert "edge-train: error: ImageNet weights" in err and str(imagenet_weights_path()) in err
+    imagenet_weights_path().parent.mkdir(parents=True, exist_ok=True)  # the failed download made the folder
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), imagenet_weights_path())
+    assert train_main(["fetch-weights"]) == 0  # `make demo` then trains from them
+    assert str(imagenet_weights_path()) in capsys.readouterr().out
