@@ -16,43 +16,54 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-deploy", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks (default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("export", help="export a run's best checkpoint to an FP32 ONNX bundle")
-    e.add_argument("--run", type=Path, required=True)
-    e.add_argument("--out", type=Path, required=True, help="bundle directory")
+    e.add_argument("--run", type=Path, required=True, help="training run directory with best.pt (required)")
+    e.add_argument("--out", type=Path, required=True, help="bundle directory to write (required)")
     e.add_argument("--name", help="model name (default: the run's folder name)")
     e.add_argument("--version", help="model version (default: UTC time of export)")
 
     q = sub.add_parser("quantize", help="add INT8 (U8S8 + S8S8) and FP16 variants, scored against FP32")
-    q.add_argument("--bundle", type=Path, required=True)
-    q.add_argument("--calibration", type=Path, required=True, help="image folder in the calibration layout")
-    q.add_argument("--samples", type=int, default=256, help="calibration images, spread over the classes")
-    q.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    q.add_argument("--bundle", type=Path, required=True, help="bundle directory made by export (required)")
+    q.add_argument("--calibration", type=Path, required=True, help="image folder in the calibration layout (required)")
+    q.add_argument(
+        "--samples", type=int, default=256, help="calibration images, spread over the classes (default: 256)"
+    )
+    q.add_argument(
+        "--method",
+        choices=["minmax", "entropy", "percentile"],
+        default="minmax",
+        help="how activation ranges are calibrated (default: minmax)",
+    )
     q.add_argument("--data", type=Path, help="images to score on (default: the run's validation split)")
-    q.add_argument("--tolerance", type=float, default=0.01, help="accuracy loss that triggers a warning")
+    q.add_argument(
+        "--tolerance", type=float, default=0.01, help="accuracy loss that triggers a warning (default: 0.01)"
+    )
 
     b = sub.add_parser("build-engine", help="build a TensorRT engine for this GPU (run on the box)")
-    b.add_argument("--bundle", type=Path, required=True)
-    b.add_argument("--precision", choices=["fp16", "int8"], default="fp16")
-    b.add_argument("--max-batch", type=int, default=8)
-    b.add_argument("--workspace-mib", type=int, default=1024)
+    b.add_argument("--bundle", type=Path, required=True, help="bundle directory (required)")
+    b.add_argument("--precision", choices=["fp16", "int8"], default="fp16", help="engine precision (default: fp16)")
+    b.add_argument("--max-batch", type=int, default=8, help="largest micro-batch the engine accepts (default: 8)")
+    b.add_argument(
+        "--workspace-mib", type=int, default=1024, help="GPU memory TensorRT may use while building (default: 1024)"
+    )
 
     c = sub.add_parser("check-tensorrt", help="check the variants TensorRT builds from against its parser's rules")
-    c.add_argument("--bundle", type=Path, required=True)
+    c.add_argument("--bundle", type=Path, required=True, help="bundle directory (required)")
 
     v = sub.add_parser("verify", help="check hashes and run every variant in every backend")
-    v.add_argument("--bundle", type=Path, required=True)
+    v.add_argument("--bundle", type=Path, required=True, help="bundle directory (required)")
     v.add_argument("--data", type=Path, help="labelled images (default: the run's validation split)")
-    v.add_argument("--threads", type=int)
+    v.add_argument("--threads", type=int, help="CPU inference threads (default: the runtime decides)")
 
     n = sub.add_parser("bench", help="latency and throughput against PyTorch eager FP32")
-    n.add_argument("--bundle", type=Path, required=True)
-    n.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    n.add_argument("--threads", type=int, default=2)
-    n.add_argument("--runs", type=int, default=30)
-    n.add_argument("--json", type=Path, help="also write the figures here")
+    n.add_argument("--bundle", type=Path, required=True, help="bundle directory (required)")
+    n.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes to time (default: 1 8)")
+    n.add_argument("--threads", type=int, default=2, help="CPU inference threads of every runtime (default: 2)")
+    n.add_argument("--runs", type=int, default=30, help="timed calls per runtime and batch size (default: 30)")
+    n.add_argument("--json", type=Path, help="also write the figures here (default: print only)")
     return parser
 
 

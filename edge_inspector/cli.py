@@ -16,15 +16,15 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-inspector", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks (default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run the inspection agent")
-    r.add_argument("--config", type=Path, required=True)
+    r.add_argument("--config", type=Path, required=True, help="the agent's YAML config (required)")
     k = sub.add_parser("check-config", help="validate a config file without running")
-    k.add_argument("config", type=Path)
+    k.add_argument("config", type=Path, help="the agent's YAML config")
     sub.add_parser("schema", help="print the JSON Schemas of the MQTT messages and the bundle manifest")
     c = sub.add_parser("check-bundle", help="verify a bundle's manifest and file hashes")
-    c.add_argument("bundle", type=Path)
+    c.add_argument("bundle", type=Path, help="bundle directory")
     sub.add_parser("backends", help="list the inference backends usable on this machine")
     return parser
 

@@ -11,12 +11,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from edge_inspector.console import run_command
 from edge_inspector.errors import ConfigError
-from trainer.config import load_train_config
+from trainer.config import TrainConfig, load_train_config
 from trainer.engine import StepStats
 
 __all__ = ["main"]
@@ -44,49 +45,76 @@ def _csv(value: str) -> list[str]:
     return [] if value.strip().lower() in {"", "none"} else [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _config_help(name: str) -> str:
+    """A fit flag's help: its TrainConfig field's description and default, written once, there."""
+    field = TrainConfig.model_fields[name]
+    if field.is_required():
+        return f"{field.description} (required, on the command line or in --config)"
+    default = field.default
+    if default is None:  # the description says what the default resolves to
+        return str(field.description)
+    if isinstance(default, Enum):
+        shown = default.value
+    elif isinstance(default, bool):
+        shown = "on" if default else "off"
+    elif isinstance(default, list):
+        shown = ",".join(default) or "none"
+    else:
+        shown = str(default)
+    return f"{field.description} (default: {shown})"
+
+
 def _add_fit(sub: Any) -> None:
     p = sub.add_parser("fit", help="train a defect classifier on an image folder")
-    p.add_argument("--data", type=Path, help="image folder: <class>/*.png (optionally train/ and val/)")
-    p.add_argument("--out", type=Path, help="run directory, e.g. runs/pcb")
-    p.add_argument("--config", type=Path, help="YAML file of TrainConfig fields; flags override it")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--weights", help="imagenet (torch hub cache) | none | PATH")
-    p.add_argument("--freeze", type=_csv, help="stages to freeze, comma-separated, or 'none'")
-    p.add_argument("--attention", type=_csv, help="stages with CBAM, comma-separated, or 'none'")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--backbone-lr-mult", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--warmup-epochs", type=float)
-    p.add_argument("--loss", choices=["focal", "ce"])
-    p.add_argument("--focal-gamma", type=float)
-    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--weighted-sampler", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--ok-class")
-    p.add_argument("--threshold", type=float)
-    p.add_argument("--patience", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--amp", choices=["auto", "on", "off"])
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--resume", action="store_true", default=None, help="continue from OUT/last.pt")
+
+    def flag(*names: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", _config_help(names[0].lstrip("-").replace("-", "_")))
+        p.add_argument(*names, **kwargs)
+
+    switch = argparse.BooleanOptionalAction
+    flag("--data", type=Path)
+    flag("--out", type=Path)
+    p.add_argument("--config", type=Path, help="YAML file of TrainConfig fields; flags override it (default: none)")
+    flag("--image-size", type=int)
+    flag("--weights")
+    flag("--freeze", type=_csv)
+    flag("--attention", type=_csv)
+    flag("--epochs", type=int)
+    flag("--batch-size", type=int)
+    flag("--lr", type=float)
+    flag("--backbone-lr-mult", type=float)
+    flag("--weight-decay", type=float)
+    flag("--warmup-epochs", type=float)
+    flag("--label-smoothing", type=float)
+    flag("--loss", choices=["focal", "ce"])
+    flag("--focal-gamma", type=float)
+    flag("--class-weights", action=switch, default=None)
+    flag("--weighted-sampler", action=switch, default=None)
+    flag("--val-fraction", type=float)
+    flag("--ok-class")
+    flag("--threshold", type=float)
+    flag("--patience", type=int)
+    flag("--monitor", choices=["balanced_accuracy", "accuracy", "loss"])
+    flag("--seed", type=int)
+    flag("--workers", type=int)
+    flag("--device")
+    flag("--amp", choices=["auto", "on", "off"])
+    flag("--compile", action=switch, default=None)
+    flag("--grad-checkpointing", action=switch, default=None)
+    flag("--channels-last", action=switch, default=None)
+    flag("--resume", action="store_true", default=None)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-train", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks (default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="render a synthetic PCB defect dataset")
-    s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--per-class", type=int, default=40)
-    s.add_argument("--size", type=int, default=128)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, required=True, help="folder to write <class>/*.png into (required)")
+    s.add_argument("--per-class", type=int, default=40, help="images per class (default: 40)")
+    s.add_argument("--size", type=int, default=128, help="side of the square images in pixels (default: 128)")
+    s.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
     s.add_argument(
         "--view", type=float, default=0.3, help="fraction of the board side in view (1 = whole board; default 0.3)"
     )
@@ -99,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     e = sub.add_parser("evaluate", help="score a run's best checkpoint and rewrite its report")
-    e.add_argument("--run", type=Path, required=True)
+    e.add_argument("--run", type=Path, required=True, help="training run directory with best.pt (required)")
     e.add_argument("--data", type=Path, help="image folder to evaluate on (default: the run's validation split)")
     e.add_argument("--out", type=Path, help="report folder (default: the run directory)")
     return parser
@@ -118,6 +146,7 @@ _FIT_FIELDS = {
     "backbone_lr_mult",
     "weight_decay",
     "warmup_epochs",
+    "label_smoothing",
     "loss",
     "focal_gamma",
     "class_weights",
@@ -126,6 +155,7 @@ _FIT_FIELDS = {
     "ok_class",
     "threshold",
     "patience",
+    "monitor",
     "seed",
     "workers",
     "device",

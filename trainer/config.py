@@ -41,42 +41,44 @@ class TrainConfig(BaseModel):
     data: Path = Field(description="image folder: <class>/*.png, optionally under train/ and val/")
     out: Path = Field(description="run directory for checkpoints and the report")
     image_size: int = Field(224, ge=32, le=1024, description="side of the square model input")
-    weights: str = Field("imagenet", description="imagenet | none | path to a state dict")
+    weights: str = Field(
+        "imagenet", description="imagenet (torchvision's, via the torch hub cache) | none | path to a state dict"
+    )
     freeze: list[str] | None = Field(
         None, description="stages to freeze; default stem, layer1, layer2 over pretrained weights, none otherwise"
     )
     attention: list[str] = Field(["layer3", "layer4"], description="stages that get CBAM blocks")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the linear head")
     ok_class: str = Field("ok", description="the class that means 'no defect'")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="defect decision threshold on P(defect)")
 
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(20, ge=1, description="most epochs to train")
+    batch_size: int = Field(32, ge=1, description="images per step (per process under torchrun)")
     lr: float = Field(1e-3, gt=0.0, description="learning rate of new modules (CBAM, head)")
     backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0, description="backbone rate = lr x this, when pretrained")
-    weight_decay: float = Field(1e-4, ge=0.0)
-    warmup_epochs: float = Field(1.0, ge=0.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay")
+    warmup_epochs: float = Field(1.0, ge=0.0, description="linear warm-up before the cosine schedule")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the loss")
 
-    loss: LossKind = LossKind.FOCAL
-    focal_gamma: float = Field(2.0, ge=0.0)
+    loss: LossKind = Field(LossKind.FOCAL, description="focal or ce (cross entropy)")
+    focal_gamma: float = Field(2.0, ge=0.0, description="focusing exponent of the focal loss")
     focal_alpha: list[float] | None = Field(None, description="per-class alpha; overrides class_weights")
     class_weights: bool = Field(True, description="weight classes by inverse frequency")
     weighted_sampler: bool = Field(False, description="draw training images with inverse class frequency")
 
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    seed: int = 0
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of each class held out for validation")
+    seed: int = Field(0, description="seed of the split, the weights and the augmentations")
     workers: int = Field(0, ge=0, description="data loader worker processes")
     patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
-    min_delta: float = Field(1e-4, ge=0.0)
+    min_delta: float = Field(1e-4, ge=0.0, description="smallest change of the monitored metric that counts")
     monitor: str = Field("balanced_accuracy", description="validation metric that picks the best checkpoint")
 
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    amp: AmpMode = AmpMode.AUTO
-    compile: bool = False
-    grad_checkpointing: bool = False
-    channels_last: bool = False
-    resume: bool = False
+    amp: AmpMode = Field(AmpMode.AUTO, description="mixed precision: auto (fp16 on CUDA, bf16 where the CPU has it)")
+    compile: bool = Field(False, description="torch.compile the model")
+    grad_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    channels_last: bool = Field(False, description="channels-last memory format")
+    resume: bool = Field(False, description="continue from OUT/last.pt")
     cam_images: int = Field(16, ge=0, description="validation images in the report's CAM grid")
 
     @model_validator(mode="after")
