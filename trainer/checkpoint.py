@@ -53,7 +53,11 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[DefectNet, InputSpec]:
     """Rebuild the trained network (eval mode) and its input spec."""
     arch = state["arch"]
     model = build_model(
-        num_classes=len(state["classes"]), weights="none", attention=arch["attention"], dropout=arch["dropout"]
+        num_classes=len(state["classes"]),
+        weights="none",
+        attention=arch["attention"],
+        dropout=arch["dropout"],
+        cam_stride=arch.get("cam_stride", 32),  # checkpoints from before the option: ResNet50's 32
     )
     model.load_state_dict(state["model"])
     return model.eval(), InputSpec(**state["input"])

@@ -79,6 +79,7 @@ def _add_fit(sub: Any) -> None:
     flag("--weights")
     flag("--freeze", type=_csv)
     flag("--attention", type=_csv)
+    flag("--cam-stride", type=int, choices=[32, 16])
     flag("--epochs", type=int)
     flag("--batch-size", type=int)
     flag("--lr", type=float)
@@ -140,6 +141,7 @@ _FIT_FIELDS = {
     "weights",
     "freeze",
     "attention",
+    "cam_stride",
     "epochs",
     "batch_size",
     "lr",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -49,6 +49,9 @@ class TrainConfig(BaseModel):
     )
     attention: list[str] = Field(["layer3", "layer4"], description="stages that get CBAM blocks")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the linear head")
+    cam_stride: Literal[32, 16] = Field(
+        32, description="input pixels per activation-map cell: 32, or 16 with layer4 dilated (finer, slower)"
+    )
     ok_class: str = Field("ok", description="the class that means 'no defect'")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="defect decision threshold on P(defect)")
 

@@ -138,7 +138,13 @@ def _write_split(path: Path, split: DatasetSplit, root: Path) -> None:
 
 
 def _prepare_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> DefectNet:
-    model = build_model(num_classes=num_classes, weights=cfg.weights, attention=cfg.attention, dropout=cfg.dropout)
+    model = build_model(
+        num_classes=num_classes,
+        weights=cfg.weights,
+        attention=cfg.attention,
+        dropout=cfg.dropout,
+        cam_stride=cfg.cam_stride,
+    )
     freeze_stages(model, cfg.freeze_stages)
     model.grad_checkpointing = cfg.grad_checkpointing
     model.to(device)
@@ -226,7 +232,12 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
         "classes": classes,
         "ok_class": classes[ok_index] if ok_index is not None else None,
         "input": spec.model_dump(mode="json"),
-        "arch": {"name": "resnet50-cbam", "attention": list(cfg.attention), "dropout": cfg.dropout},
+        "arch": {
+            "name": "resnet50-cbam",
+            "attention": list(cfg.attention),
+            "dropout": cfg.dropout,
+            "cam_stride": cfg.cam_stride,
+        },
         "threshold": cfg.threshold,
         "config": cfg.model_dump(mode="json"),
     }

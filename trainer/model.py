@@ -22,11 +22,19 @@ from edge_inspector.errors import WeightsError
 from trainer.cbam import CBAM
 from trainer.config import ATTENTION_STAGES, FREEZABLE_STAGES
 
-__all__ = ["AttentiveBottleneck", "DefectNet", "build_model", "imagenet_state_dict", "imagenet_weights_path"]
+__all__ = [
+    "CAM_STRIDES",
+    "AttentiveBottleneck",
+    "DefectNet",
+    "build_model",
+    "imagenet_state_dict",
+    "imagenet_weights_path",
+]
 
 log = logging.getLogger(__name__)
 
 _IMAGENET = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+CAM_STRIDES = (32, 16)
 
 
 class AttentiveBottleneck(nn.Module):
@@ -125,11 +133,13 @@ def imagenet_state_dict() -> dict[str, torch.Tensor]:
         ) from exc
 
 
-def _load_trunk(weights: str) -> torchvision.models.ResNet:
+def _load_trunk(weights: str, cam_stride: int) -> torchvision.models.ResNet:
+    # stride 16: layer4 dilates its convolutions instead of striding; same weights, a map twice as fine
+    dilation = [False, False, cam_stride == 16]
     if weights.lower() == "none":
         # each residual block starts as the identity: trains faster from scratch (Goyal et al., 2017)
-        return torchvision.models.resnet50(weights=None, zero_init_residual=True)
-    trunk = torchvision.models.resnet50(weights=None)
+        return torchvision.models.resnet50(weights=None, zero_init_residual=True, replace_stride_with_dilation=dilation)
+    trunk = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=dilation)
     if weights.lower() == "imagenet":
         path, state = imagenet_weights_path(), imagenet_state_dict()
     else:
@@ -164,6 +174,7 @@ def build_model(
     weights: str = "none",
     attention: Sequence[str] = ("layer3", "layer4"),
     dropout: float = 0.2,
+    cam_stride: int = 32,
 ) -> DefectNet:
     """Build the defect classifier.
 
@@ -173,14 +184,18 @@ def build_model(
             a path to a ResNet50 state dict or one of our checkpoints.
         attention: stages whose bottlenecks get a CBAM block.
         dropout: dropout before the linear head.
+        cam_stride: input pixels per activation-map cell: 32 (ResNet50's) or 16
+            (layer4 dilated: a map twice as fine per side, at a cost in speed).
 
     Raises:
         WeightsError: the weights cannot be found or do not fit.
-        ValueError: an unknown attention stage.
+        ValueError: an unknown attention stage or CAM stride.
     """
     if num_classes < 2:
         raise ValueError("num_classes must be at least 2")
-    trunk = _load_trunk(weights)  # load first, then change the architecture
+    if cam_stride not in CAM_STRIDES:
+        raise ValueError(f"cam_stride must be one of {CAM_STRIDES}, got {cam_stride}")
+    trunk = _load_trunk(weights, cam_stride)  # load first, then change the architecture
     for stage in attention:
         if stage not in ATTENTION_STAGES:
             raise ValueError(f"attention stage '{stage}' must be one of {', '.join(ATTENTION_STAGES)}")

@@ -101,3 +101,19 @@ def test_export_cli_prints_parity(trained_run: Path, tmp_path: Path, capsys: pyt
     assert "top-1 agreement 100.0%" in out and "largest logit difference" in out
     assert deploy_main(["export", "--run", str(tmp_path / "no-run"), "--out", str(tmp_path / "c")]) == 2
     assert "best.pt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_a_stride_16_run_exports_a_finer_map_that_tensorrt_would_parse(synth_data: Path, tmp_path: Path) -> None:
+    from deploy.tensorrt_check import check_model
+    from trainer.config import TrainConfig
+    from trainer.fit import fit
+
+    run = tmp_path / "fine"
+    fit(TrainConfig(data=synth_data, out=run, image_size=64, weights="none", epochs=1, batch_size=8, cam_stride=16))
+    bundle = tmp_path / "bundle"
+    export_bundle(run, bundle, name="fine", version="1")
+    session = onnx_session(bundle / "model.onnx")
+    image = np.zeros((2, 64, 64, 3), np.uint8)
+    logits, cam = session.run(["logits", "cam"], {"image": image})
+    assert logits.shape == (2, 7) and cam.shape == (2, 7, 4, 4)  # 64 px / 16, where stride 32 gives 2x2
+    assert check_model(onnx.load(bundle / "model.onnx")) == []

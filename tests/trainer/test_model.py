@@ -108,3 +108,15 @@ def test_fetch_weights_command_offline_and_cached(
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), imagenet_weights_path())
     assert train_main(["fetch-weights"]) == 0  # `make demo` then trains from them
     assert str(imagenet_weights_path()) in capsys.readouterr().out
+
+
+def test_cam_stride_16_gives_a_map_twice_as_fine_with_the_same_weights() -> None:
+    coarse = build_model(num_classes=3, weights="none", cam_stride=32).eval()
+    fine = build_model(num_classes=3, weights="none", cam_stride=16).eval()
+    fine.load_state_dict(coarse.state_dict())  # dilation changes no tensor's shape
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert coarse.forward_with_cam(x)[1].shape == (1, 3, 3, 3)
+        assert fine.forward_with_cam(x)[1].shape == (1, 3, 6, 6)
+    with pytest.raises(ValueError, match="cam_stride"):
+        build_model(num_classes=2, weights="none", cam_stride=8)
