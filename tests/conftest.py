@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,15 @@ def bundle_dir(trained_run: Path, synth_data: Path, tmp_path_factory: pytest.Tem
     export_bundle(trained_run, out, name="tiny", version="1.0.0")
     quantize_bundle(out, synth_data, samples=42)
     return out
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No internet, for real: urllib (torch.hub downloads with it) goes through a proxy port where nothing listens.
+
+    The opener is replaced, not the proxy variables: urllib builds its opener once
+    per process, so variables set after an earlier request would be ignored.
+    """
+    proxy = "http://127.0.0.1:9"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    monkeypatch.setattr(urllib.request, "_opener", opener)

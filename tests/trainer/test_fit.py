@@ -95,12 +95,9 @@ def test_bad_config_file_named_in_error(tmp_path: Path, capsys) -> None:
     assert code == 2 and str(config) in err and "epochs" in err and "batch_sise" in err
 
 
+@pytest.mark.usefixtures("offline")
 def test_imagenet_weights_missing_is_one_line(tmp_path: Path, synth_data: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
-    for name in ("https_proxy", "HTTPS_PROXY"):  # offline for real: nothing listens on the proxy port
-        monkeypatch.setenv(name, "http://127.0.0.1:9")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
     code = main(["fit", "--data", str(synth_data), "--out", str(tmp_path / "run"), "--image-size", "64"])
     err = capsys.readouterr().err
     assert code == 2 and "torch hub cache" in err and "--weights none" in err

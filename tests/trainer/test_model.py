@@ -41,19 +41,11 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No internet, for real: HTTPS goes through a proxy port where nothing listens (connection refused)."""
-    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(name, "http://127.0.0.1:9")
-    for name in ("no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-
+@pytest.mark.usefixtures("offline")
 def test_imagenet_offline_without_cache_says_where_to_put_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    _offline(monkeypatch)
     with pytest.raises(WeightsError) as info:
         build_model(num_classes=2, weights="imagenet")
     message = str(info.value)
@@ -62,10 +54,10 @@ def test_imagenet_offline_without_cache_says_where_to_put_the_file(
     assert not imagenet_weights_path().exists()  # no partial file left in the cache
 
 
+@pytest.mark.usefixtures("offline")
 def test_imagenet_weights_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A state dict in the hub cache is loaded (no network), then the head is replaced."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    _offline(monkeypatch)
     reference = torchvision.models.resnet50(weights=None)
     target = imagenet_weights_path()
     assert target.is_relative_to(tmp_path)
@@ -96,11 +88,11 @@ def test_weights_from_a_file_and_bad_files(tmp_path: Path) -> None:
         build_model(num_classes=2, weights=str(small))
 
 
+@pytest.mark.usefixtures("offline")
 def test_fetch_weights_command_offline_and_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    _offline(monkeypatch)
     assert train_main(["fetch-weights"]) == 2
     err = capsys.readouterr().err
     assert "edge-train: error: ImageNet weights" in err and str(imagenet_weights_path()) in err
