@@ -50,7 +50,7 @@ class TrainConfig(BaseModel):
     attention: list[str] = Field(["layer3", "layer4"], description="stages that get CBAM blocks")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the linear head")
     cam_stride: Literal[32, 16] = Field(
-        32, description="input pixels per activation-map cell: 32, or 16 with layer4 dilated (finer, slower)"
+        16, description="input pixels per activation-map cell: 16 (layer4 dilated: finer heatmaps), or ResNet50's 32"
     )
     ok_class: str = Field("ok", description="the class that means 'no defect'")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="defect decision threshold on P(defect)")

@@ -174,7 +174,7 @@ def build_model(
     weights: str = "none",
     attention: Sequence[str] = ("layer3", "layer4"),
     dropout: float = 0.2,
-    cam_stride: int = 32,
+    cam_stride: int = 16,
 ) -> DefectNet:
     """Build the defect classifier.
 
@@ -184,8 +184,8 @@ def build_model(
             a path to a ResNet50 state dict or one of our checkpoints.
         attention: stages whose bottlenecks get a CBAM block.
         dropout: dropout before the linear head.
-        cam_stride: input pixels per activation-map cell: 32 (ResNet50's) or 16
-            (layer4 dilated: a map twice as fine per side, at a cost in speed).
+        cam_stride: input pixels per activation-map cell: 16 (layer4 dilated: a
+            map twice as fine per side, at a cost in speed) or 32 (ResNet50's).
 
     Raises:
         WeightsError: the weights cannot be found or do not fit.

@@ -25,7 +25,7 @@ def test_fit_writes_every_report_file(trained_run: Path) -> None:
     assert set(metrics["per_class"]) >= {"ok", "missing_hole", "spurious_copper"}
     assert 0.0 <= metrics["defect"]["roc_auc"] <= 1.0
     pointing = metrics["pointing"]  # every defect image of the synthetic split has its box
-    assert pointing["images"] == 6 and 0.0 <= pointing["score"] <= 1.0 and pointing["cam_size"] == [2, 2]
+    assert pointing["images"] == 6 and 0.0 <= pointing["score"] <= 1.0 and pointing["cam_size"] == [4, 4]
     with (trained_run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["1", "2"]

@@ -14,7 +14,7 @@ def test_cam_is_exact_for_the_linear_head() -> None:
     model = build_model(num_classes=5, weights="none").eval()
     x = torch.randn(2, 3, 96, 96)
     logits, cam = model.forward_with_cam(x)
-    assert cam.shape == (2, 5, 3, 3)
+    assert cam.shape == (2, 5, 6, 6)  # stride 16 by default
     assert torch.allclose(logits, model(x), atol=1e-4)
     assert torch.allclose(cam.mean(dim=(2, 3)) + model.fc.bias, logits, atol=1e-5)
 
