@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= calibration/pcb-synth
 DEMO_RUN ?= runs/demo
 DEMO_BUNDLE ?= bundle/demo
+DEMO_SIZE ?= 64
+DEMO_MINUTES ?= 5
+DEMO_FIT_FLAGS ?=
 
 .PHONY: install system-deps demo test lint clean
 
@@ -28,12 +31,13 @@ system-deps:
 	fi
 
 demo: $(STAMP) system-deps
-	$(BIN)/edge-train synth --out $(DEMO_DATA) --per-class 100 --size 96 --seed 0
-	# ImageNet weights when the torch hub cache has them or they can be downloaded; from scratch otherwise
+	$(BIN)/edge-train synth --out $(DEMO_DATA) --per-class 150 --size $(DEMO_SIZE) --seed 0
+	# ImageNet weights when the torch hub cache has them or they can be downloaded; from scratch otherwise.
+	# Training stops at DEMO_MINUTES whatever the machine: a slower one trains fewer epochs.
 	weights=imagenet; $(BIN)/edge-train fetch-weights || { weights=none; \
 		echo "note: no ImageNet weights (see the line above): the demo model trains from scratch"; }; \
-	$(BIN)/edge-train fit --data $(DEMO_DATA) --out $(DEMO_RUN) --weights $$weights --image-size 96 \
-		--epochs 15 --batch-size 16 --lr 1e-3 --patience 15 --seed 0
+	$(BIN)/edge-train fit --data $(DEMO_DATA) --out $(DEMO_RUN) --weights $$weights --image-size $(DEMO_SIZE) \
+		--time-budget-min $(DEMO_MINUTES) --epochs 40 --patience 40 --seed 0 $(DEMO_FIT_FLAGS)
 	$(BIN)/edge-deploy export --run $(DEMO_RUN) --out $(DEMO_BUNDLE) --name pcb-demo
 	$(BIN)/edge-deploy quantize --bundle $(DEMO_BUNDLE) --calibration $(DEMO_DATA)
 	$(BIN)/edge-deploy check-tensorrt --bundle $(DEMO_BUNDLE)

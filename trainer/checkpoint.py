@@ -3,8 +3,10 @@
 A checkpoint carries the class names, the "ok" class, the input spec and the
 architecture, so a bundle is exported from it alone, never from a second copy
 of those numbers. ``last.pt`` also holds the optimizer, scheduler and scaler
-states that ``--resume`` needs; ``best.pt``, the one engineers keep and
-export, does not (a third of the size for a ResNet50).
+states and the raw training weights that ``--resume`` needs; ``best.pt``,
+the one engineers keep and export, does not (a third of the size for a
+ResNet50). ``model`` is always the evaluated weights: the weight average
+when the run keeps one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from trainer.model import DefectNet, build_model
 __all__ = ["CHECKPOINT_FORMAT", "RESUME_ONLY", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "edge-inspector-checkpoint/1"
-RESUME_ONLY = ("optimizer", "scheduler", "scaler")  # in last.pt for --resume; best.pt keeps weights and metadata
+# in last.pt for --resume; best.pt keeps the evaluated weights ("model") and metadata
+RESUME_ONLY = ("optimizer", "scheduler", "scaler", "train_model", "ema_updates")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ def _add_fit(sub: Any) -> None:
     p = sub.add_parser("fit", help="train a defect classifier on an image folder")
 
     def flag(*names: str, **kwargs: Any) -> None:
-        kwargs.setdefault("help", _config_help(names[0].lstrip("-").replace("-", "_")))
+        kwargs.setdefault("help", _config_help(names[0].lstrip("-").replace("-", "_")).replace("%", "%%"))
         p.add_argument(*names, **kwargs)
 
     switch = argparse.BooleanOptionalAction
@@ -81,12 +81,15 @@ def _add_fit(sub: Any) -> None:
     flag("--attention", type=_csv)
     flag("--cam-stride", type=int, choices=[32, 16])
     flag("--epochs", type=int)
+    flag("--time-budget-min", type=float)
     flag("--batch-size", type=int)
     flag("--lr", type=float)
     flag("--backbone-lr-mult", type=float)
     flag("--weight-decay", type=float)
     flag("--warmup-epochs", type=float)
     flag("--label-smoothing", type=float)
+    flag("--ema-half-life", type=float)
+    flag("--augment", choices=["defect", "imagenet"])
     flag("--loss", choices=["focal", "ce"])
     flag("--focal-gamma", type=float)
     flag("--class-weights", action=switch, default=None)
@@ -119,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--view", type=float, default=0.3, help="fraction of the board side in view (1 = whole board; default 0.3)"
     )
+    s.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="rendering processes (default: the CPU count)"
+    )
 
     _add_fit(sub)
 
@@ -134,39 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_FIT_FIELDS = {
-    "data",
-    "out",
-    "image_size",
-    "weights",
-    "freeze",
-    "attention",
-    "cam_stride",
-    "epochs",
-    "batch_size",
-    "lr",
-    "backbone_lr_mult",
-    "weight_decay",
-    "warmup_epochs",
-    "label_smoothing",
-    "loss",
-    "focal_gamma",
-    "class_weights",
-    "weighted_sampler",
-    "val_fraction",
-    "ok_class",
-    "threshold",
-    "patience",
-    "monitor",
-    "seed",
-    "workers",
-    "device",
-    "amp",
-    "compile",
-    "grad_checkpointing",
-    "channels_last",
-    "resume",
-}
+_FIT_FIELDS = set(TrainConfig.model_fields)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -175,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
         try:
             summary = generate_dataset(
-                args.out, per_class=args.per_class, size=args.size, seed=args.seed, view=args.view
+                args.out, per_class=args.per_class, size=args.size, seed=args.seed, view=args.view, workers=args.workers
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge_inspector.errors import ConfigError
 
-__all__ = ["ATTENTION_STAGES", "FREEZABLE_STAGES", "AmpMode", "LossKind", "TrainConfig", "load_train_config"]
+__all__ = ["ATTENTION_STAGES", "FREEZABLE_STAGES", "AmpMode", "Augment", "LossKind", "TrainConfig", "load_train_config"]
 
 DEFAULT_FREEZE: tuple[str, ...] = ("stem", "layer1", "layer2")
 FREEZABLE_STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
@@ -23,6 +23,13 @@ class LossKind(str, Enum):
 
     FOCAL = "focal"
     CROSS_ENTROPY = "ce"
+
+
+class Augment(str, Enum):
+    """Training augmentation: ours for small defects, or torchvision's ImageNet reference."""
+
+    DEFECT = "defect"
+    IMAGENET = "imagenet"
 
 
 class AmpMode(str, Enum):
@@ -56,13 +63,25 @@ class TrainConfig(BaseModel):
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="defect decision threshold on P(defect)")
 
     epochs: int = Field(20, ge=1, description="most epochs to train")
+    time_budget_min: float | None = Field(
+        None,
+        gt=0.0,
+        description="minutes the epochs may take: after epoch 1 the run plans only as many as fit (default: no limit)",
+    )
     batch_size: int = Field(32, ge=1, description="images per step (per process under torchrun)")
     lr: float = Field(1e-3, gt=0.0, description="learning rate of new modules (CBAM, head)")
     backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0, description="backbone rate = lr x this, when pretrained")
     weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay")
     warmup_epochs: float = Field(1.0, ge=0.0, description="linear warm-up before the cosine schedule")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the loss")
+    ema_half_life: float = Field(
+        0.5, ge=0.0, description="half-life in epochs of the weight average that is evaluated and kept; 0 = none"
+    )
 
+    augment: Augment = Field(
+        Augment.DEFECT,
+        description="defect (crops keep 70-100 %, flips, quarter turns, brightness) or imagenet (torchvision's)",
+    )
     loss: LossKind = Field(LossKind.FOCAL, description="focal or ce (cross entropy)")
     focal_gamma: float = Field(2.0, ge=0.0, description="focusing exponent of the focal loss")
     focal_alpha: list[float] | None = Field(None, description="per-class alpha; overrides class_weights")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from trainer.config import AmpMode
+from trainer.ema import WeightAverage
 
 __all__ = ["EpochStats", "Predictions", "StepStats", "autocast", "evaluate", "resolve_amp", "train_one_epoch"]
 
@@ -84,9 +85,10 @@ def train_one_epoch(
     amp_dtype: torch.dtype | None,
     scaler: torch.amp.GradScaler | None = None,
     channels_last: bool = False,
+    average: WeightAverage | None = None,
     on_step: Callable[[StepStats], None] | None = None,
 ) -> EpochStats:
-    """Train over ``loader`` once, stepping the scheduler every batch."""
+    """Train over ``loader`` once, stepping the scheduler (and ``average``) every batch."""
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     for step, (images, labels) in enumerate(loader, start=1):
@@ -106,6 +108,8 @@ def train_one_epoch(
             loss.backward()
             optimizer.step()
         scheduler.step()
+        if average is not None:
+            average.update(model.module if hasattr(model, "module") else model)
         batch = labels.shape[0]
         loss_sum += loss.item() * batch
         correct += int((logits.argmax(dim=1) == labels).sum())

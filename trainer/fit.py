@@ -27,13 +27,14 @@ from trainer.checkpoint import RESUME_ONLY, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import DatasetSplit, ImageDataset, class_counts, discover, fingerprint
 from trainer.distributed import DistContext, ShardSampler, gather_objects, init_distributed, shutdown_distributed
+from trainer.ema import WeightAverage, half_life_decay
 from trainer.engine import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
 from trainer.evaluation import write_evaluation
 from trainer.freezing import count_parameters, freeze_stages
 from trainer.losses import build_loss
 from trainer.metrics import classification_metrics
 from trainer.model import DefectNet, build_model
-from trainer.optim import build_optimizer, warmup_cosine
+from trainer.optim import WarmupCosine, build_optimizer, warmup_cosine
 from trainer.transforms import eval_transform, train_transform
 
 __all__ = ["FitResult", "Progress", "fit", "resolve_device"]
@@ -90,7 +91,7 @@ def _seed_everything(seed: int) -> None:
 def _loaders(
     cfg: TrainConfig, split: DatasetSplit, spec: InputSpec, ctx: DistContext, device: torch.device
 ) -> tuple[DataLoader, DataLoader, DistributedSampler | None]:
-    train_set = ImageDataset(split.train, train_transform(spec))
+    train_set = ImageDataset(split.train, train_transform(spec, cfg.augment))
     val_set = ImageDataset(split.val, eval_transform(spec))
     generator = torch.Generator().manual_seed(cfg.seed + ctx.rank)
     dist_sampler: DistributedSampler | None = None
@@ -205,17 +206,23 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
         weight_decay=cfg.weight_decay,
     )
     steps = len(train_loader)
-    scheduler = warmup_cosine(optimizer, warmup_steps=round(cfg.warmup_epochs * steps), total_steps=cfg.epochs * steps)
+    shape = WarmupCosine(warmup_steps=round(cfg.warmup_epochs * steps), total_steps=cfg.epochs * steps)
+    scheduler = warmup_cosine(optimizer, shape)
     amp_dtype = resolve_amp(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
+    average = WeightAverage(model, half_life_decay(cfg.ema_half_life * steps)) if cfg.ema_half_life else None
+    evaluated = average.model if average is not None else model
     history: list[dict[str, Any]] = []
     best_score, best_epoch, stale, start_epoch = -float("inf"), 0, 0, 0
     if cfg.resume:
         state = load_checkpoint(run_dir / "last.pt")
         if state["classes"] != classes:
             raise CheckpointError(f"{run_dir / 'last.pt'}: classes {state['classes']} differ from the data's {classes}")
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("train_model", state["model"]))
+        if average is not None:
+            average.model.load_state_dict(state["model"])
+            average.updates = state.get("ema_updates", 0)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
@@ -224,6 +231,10 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
         best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale_epochs"]
         if ctx.is_main:
             log.info("resuming after epoch %d (best %.4f at epoch %d)", start_epoch, best_score, best_epoch)
+    planned = cfg.epochs
+    if cfg.resume and cfg.time_budget_min is not None and start_epoch >= 1:
+        planned = min(cfg.epochs, max(1, shape.total_steps // steps))  # keeps the plan its first epoch made
+    shape.total_steps = planned * steps
 
     net: torch.nn.Module = DistributedDataParallel(model) if ctx.enabled else model
     if cfg.compile:
@@ -252,11 +263,12 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
         }
 
     epoch = start_epoch
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+    while epoch < planned:
+        epoch += 1
         started = time.perf_counter()
         if dist_sampler is not None:
             dist_sampler.set_epoch(epoch)
-        bar = progress(steps, f"epoch {epoch}/{cfg.epochs}") if progress and ctx.is_main else None
+        bar = progress(steps, f"epoch {epoch}/{planned}") if progress and ctx.is_main else None
         try:
             local = train_one_epoch(
                 net,
@@ -268,6 +280,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
                 amp_dtype=amp_dtype,
                 scaler=scaler,
                 channels_last=cfg.channels_last,
+                average=average,
                 on_step=bar.update if bar else None,
             )
         finally:
@@ -278,7 +291,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
             gather_objects(
                 ctx,
                 evaluate(
-                    model,
+                    evaluated,
                     val_loader,
                     device=device,
                     amp_dtype=amp_dtype,
@@ -301,6 +314,9 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
             "seconds": round(time.perf_counter() - started, 2),
         }
         history.append(row)
+        if cfg.time_budget_min is not None and epoch == 1:
+            planned = _epochs_within(cfg.time_budget_min, row["seconds"], cfg.epochs, ctx)
+            shape.total_steps = planned * steps
         score = _score(metrics, val_loss, cfg.monitor)
         improved = score > best_score + cfg.min_delta
         if improved:
@@ -311,7 +327,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
             log.info(
                 "epoch %d/%d  train loss %.4f acc %.3f | val loss %.4f acc %.3f bal-acc %.3f%s  (%.1f s)",
                 epoch,
-                cfg.epochs,
+                planned,
                 row["train_loss"],
                 row["train_accuracy"],
                 val_loss,
@@ -322,7 +338,8 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
             )
             state = {
                 **meta,
-                "model": model.state_dict(),
+                "model": evaluated.state_dict(),
+                **({"train_model": model.state_dict(), "ema_updates": average.updates} if average else {}),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
@@ -348,6 +365,21 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
     if ctx.enabled:
         torch.distributed.barrier()
     return FitResult(run_dir, epoch - start_epoch, best_epoch, final)
+
+
+def _epochs_within(budget_min: float, first_epoch_s: float, most: int, ctx: DistContext) -> int:
+    """How many epochs fit the budget, judged by the first (the slowest: it also warms the caches up)."""
+    fits = max(1, min(most, int(budget_min * 60 // max(first_epoch_s, 1e-3))))
+    planned = int(gather_objects(ctx, fits)[0])  # rank 0's count, so every rank keeps the same schedule
+    if ctx.is_main:
+        log.info(
+            "time budget %g min: the first epoch took %.0f s, so this run trains %d epoch(s)%s",
+            budget_min,
+            first_epoch_s,
+            planned,
+            " (the --epochs limit)" if planned == most else "",
+        )
+    return planned
 
 
 def _sum_stats(parts: list[EpochStats]) -> EpochStats:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from trainer.model import DefectNet
 
-__all__ = ["build_optimizer", "warmup_cosine"]
+__all__ = ["WarmupCosine", "build_optimizer", "warmup_cosine"]
 
 
 def _is_new(name: str) -> bool:
@@ -49,15 +50,25 @@ def build_optimizer(model: nn.Module, *, lr: float, backbone_lr_mult: float, wei
     return torch.optim.AdamW(param_groups)
 
 
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int, min_ratio: float = 0.01
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to each group's rate, then cosine decay to ``min_ratio`` of it."""
+@dataclass
+class WarmupCosine:
+    """The rate factor at a step: linear warm-up to 1, then cosine decay to ``min_ratio``.
 
-    def factor(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    A callable object rather than a closure, so ``LambdaLR`` saves and restores
+    ``total_steps``, which a time-budgeted run fixes after its first epoch.
+    """
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    warmup_steps: int
+    total_steps: int
+    min_ratio: float = 0.01
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, shape: WarmupCosine) -> torch.optim.lr_scheduler.LambdaLR:
+    """Every group's rate times ``shape``'s factor (one shared object: change its total, all follow)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, shape)

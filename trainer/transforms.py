@@ -11,6 +11,7 @@ import cv2
 from albumentations.pytorch import ToTensorV2
 
 from edge_inspector.preprocess import InputSpec
+from trainer.config import Augment
 
 __all__ = ["eval_geometry", "eval_transform", "train_transform"]
 
@@ -34,14 +35,24 @@ def eval_transform(spec: InputSpec) -> A.Compose:
     return A.Compose([*eval_geometry(spec).transforms, *_to_tensor(spec)])
 
 
-def train_transform(spec: InputSpec) -> A.Compose:
-    """Training pipeline: crops, flips, brightness and contrast.
+def train_transform(spec: InputSpec, kind: Augment = Augment.DEFECT) -> A.Compose:
+    """Training pipeline, ``defect`` (ours) or ``imagenet`` (torchvision's reference recipe).
 
-    The crop keeps most of the image (scale 0.7 to 1): defects are small and
-    a tighter crop would often cut them out while keeping the defect label.
-    Boards have no preferred orientation, so all flips and quarter turns are
-    fair.
+    ``defect``: the crop keeps most of the image (scale 0.7 to 1), since
+    defects are small and a tighter crop would often cut them out while
+    keeping the defect label; boards have no preferred orientation, so all
+    flips and quarter turns are fair; brightness and contrast vary.
+    ``imagenet``: random-resized crop over 8 to 100 % of the area and a
+    horizontal flip, for comparison (``bench/bench_recipe.py``).
     """
+    if kind is Augment.IMAGENET:
+        return A.Compose(
+            [
+                A.RandomResizedCrop(size=(spec.size, spec.size), interpolation=cv2.INTER_LINEAR),
+                A.HorizontalFlip(p=0.5),
+                *_to_tensor(spec),
+            ]
+        )
     return A.Compose(
         [
             A.RandomResizedCrop(

@@ -62,6 +62,28 @@ def test_resume_continues_from_last_checkpoint(trained_run: Path, tmp_path: Path
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2", "3"]
 
 
+def test_a_time_budget_plans_only_the_epochs_that_fit(
+    synth_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = TrainConfig(
+        data=synth_data,
+        out=tmp_path / "budget",
+        weights="none",
+        image_size=64,
+        batch_size=8,
+        epochs=4,
+        time_budget_min=0.001,  # less than any epoch takes
+        cam_images=0,
+    )
+    with caplog.at_level("INFO", logger="trainer.fit"):
+        result = fit(config)
+    assert result.epochs_run == 1
+    assert "time budget 0.001 min: the first epoch took" in caplog.text and "trains 1 epoch(s)" in caplog.text
+    state = load_checkpoint(tmp_path / "budget" / "last.pt")
+    # the schedule was cut to one epoch: 35 training images, 8 a batch, the last partial batch dropped
+    assert state["scheduler"]["lr_lambdas"][0]["total_steps"] == 4
+
+
 def test_resume_without_checkpoint_is_refused(synth_data: Path, tmp_path: Path) -> None:
     config = TrainConfig(data=synth_data, out=tmp_path / "fresh", weights="none", image_size=64, resume=True)
     with pytest.raises(CheckpointError, match="last.pt: checkpoint not found"):

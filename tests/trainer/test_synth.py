@@ -60,10 +60,10 @@ def test_png_is_rgb_render(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "spur" / "spur_0000.json").read_text())["box"] == list(box)
 
 
-def test_deterministic_and_seed_sensitive(tmp_path: Path) -> None:
+def test_deterministic_across_worker_counts_and_seed_sensitive(tmp_path: Path) -> None:
     kw = dict(per_class=2, size=64, classes=("ok", "short", "mouse_bite"))
     generate_dataset(tmp_path / "a", seed=5, **kw)
-    generate_dataset(tmp_path / "b", seed=5, **kw)
+    generate_dataset(tmp_path / "b", seed=5, workers=2, **kw)
     generate_dataset(tmp_path / "c", seed=6, **kw)
     a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
     assert a == b

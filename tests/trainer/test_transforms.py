@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from edge_inspector.preprocess import InputSpec, resize_and_crop
+from trainer.config import Augment
 from trainer.transforms import eval_geometry, eval_transform, train_transform
 
 
@@ -35,3 +36,21 @@ def test_train_transform_output_and_randomness() -> None:
     first, second = pipeline(image=image)["image"], pipeline(image=image)["image"]
     assert first.shape == (3, 64, 64) and first.dtype == torch.float32
     assert not torch.equal(first, second)
+
+
+def test_imagenet_augmentation_crops_tighter_and_never_turns_the_image() -> None:
+    spec = InputSpec.for_size(32)
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:, :32] = 255  # left half white: only a quarter turn makes the rows differ
+
+    def spread(tensor: torch.Tensor, dim: tuple[int, int]) -> float:
+        means = tensor.mean(dim=dim)
+        return float(means.max() - means.min())
+
+    ours, theirs = train_transform(spec), train_transform(spec, Augment.IMAGENET)
+    outputs = {"ours": [ours(image=image)["image"] for _ in range(60)]}
+    outputs["theirs"] = [theirs(image=image)["image"] for _ in range(60)]
+    turned = {name: sum(spread(t, (0, 2)) > 0.5 for t in ts) for name, ts in outputs.items()}
+    one_half = {name: sum(max(spread(t, (0, 1)), spread(t, (0, 2))) < 0.5 for t in ts) for name, ts in outputs.items()}
+    assert turned["theirs"] == 0 and turned["ours"] > 3
+    assert one_half["theirs"] > 0 and one_half["ours"] == 0  # ours keeps 70-100 % of the image, both halves

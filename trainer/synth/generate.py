@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -113,14 +115,33 @@ def _render(
     return clean_img, img, box
 
 
+def _write_sample(job: tuple[str, int], *, out: Path, size: int, seed: int, view: float) -> None:
+    cls, i = job
+    img, box = render_sample(cls, size=size, rng=np.random.default_rng([seed, CLASSES.index(cls), i]), view=view)
+    stem = out / cls / f"{cls}_{i:04d}"
+    if not cv2.imwrite(str(stem.with_suffix(".png")), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"failed to write {stem.with_suffix('.png')}")
+    meta = {"class": cls, "box": None if box is None else list(box), "size": size, "seed": seed, "index": i}
+    meta["view"] = view
+    stem.with_suffix(".json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
+
+
 def generate_dataset(
-    out: Path, *, per_class: int, size: int, seed: int, classes: Sequence[str] = CLASSES, view: float = 1.0
+    out: Path,
+    *,
+    per_class: int,
+    size: int,
+    seed: int,
+    classes: Sequence[str] = CLASSES,
+    view: float = 1.0,
+    workers: int = 1,
 ) -> SynthSummary:
     """Write ``out/<class>/<class>_<i:04d>.png`` images with ``.json`` sidecars.
 
     Image ``i`` of a class uses ``np.random.default_rng([seed, CLASSES.index(cls), i])``,
     so output is byte-identical per seed and independent of ``per_class`` and ``classes``.
     ``view`` is the fraction of the board side each image shows (see :func:`render_sample`).
+    ``workers`` processes render in parallel; the bytes do not depend on it.
 
     Raises:
         ValueError: On ``per_class < 1``, ``size`` outside [32, 1024], a negative
@@ -142,19 +163,16 @@ def generate_dataset(
     if len(set(cls_list)) != len(cls_list):
         raise ValueError(f"duplicate class names in {cls_list}")
     out = Path(out)
-    count = 0
     for cls in cls_list:
-        cdir = out / cls
-        cdir.mkdir(parents=True, exist_ok=True)
-        ci = CLASSES.index(cls)
-        for i in range(per_class):
-            img, box = render_sample(cls, size=size, rng=np.random.default_rng([seed, ci, i]), view=view)
-            stem = cdir / f"{cls}_{i:04d}"
-            if not cv2.imwrite(str(stem.with_suffix(".png")), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"failed to write {stem.with_suffix('.png')}")
-            meta = {"class": cls, "box": None if box is None else list(box), "size": size, "seed": seed, "index": i}
-            meta["view"] = view
-            stem.with_suffix(".json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
-            count += 1
-        logger.info("synth: wrote %d %s images to %s", per_class, cls, cdir)
+        (out / cls).mkdir(parents=True, exist_ok=True)
+    jobs = [(cls, i) for cls in cls_list for i in range(per_class)]
+    write = partial(_write_sample, out=out, size=size, seed=seed, view=view)
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            list(pool.map(write, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+    else:
+        for job in jobs:
+            write(job)
+    count = len(jobs)
+    logger.info("synth: wrote %d images of %d classes to %s", count, len(cls_list), out)
     return SynthSummary(out=out, classes=cls_list, per_class=per_class, size=size, seed=seed, count=count)
