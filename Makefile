@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= calibration/pcb-synth
 DEMO_RUN ?= runs/demo
 DEMO_BUNDLE ?= bundle/demo
-DEMO_SIZE ?= 64
+DEMO_SIZE ?= 96
 DEMO_MINUTES ?= 5
 DEMO_FIT_FLAGS ?=
 
