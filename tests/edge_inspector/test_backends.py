@@ -10,8 +10,10 @@ from edge_inspector.backends.onnxruntime import OnnxRuntimeBackend
 from edge_inspector.bundle import Precision, load_bundle
 from edge_inspector.errors import BackendError, BundleError
 
-# Largest |logit - fp32 logit| relative to the fp32 logit range, and the least top-1 agreement.
-TOLERANCE = {Precision.FP32: (1e-3, 1.0), Precision.FP16: (2e-2, 1.0), Precision.INT8: (0.25, 0.8)}
+# Largest |logit - fp32 logit| relative to the fp32 logit range, and the least top-1 agreement. INT8 is held to
+# the logit bound alone: on six noise images a two-epoch model's top two logits are often closer than INT8's
+# error, so its top-1 agreement there measures the model, not the runtime (verify scores it on real images).
+TOLERANCE = {Precision.FP32: (1e-3, 1.0), Precision.FP16: (2e-2, 1.0), Precision.INT8: (0.25, None)}
 CPU_BACKENDS = [k for k in (BackendKind.ONNXRUNTIME, BackendKind.OPENVINO) if backend_class(k).available()]
 
 
@@ -38,7 +40,8 @@ def test_backend_conformance(bundle_dir: Path, batch, reference, kind: BackendKi
     span = float(reference.logits.max() - reference.logits.min())
     max_rel, min_agreement = TOLERANCE[precision]
     assert np.abs(out.logits - reference.logits).max() <= max_rel * span
-    assert (out.logits.argmax(1) == reference.logits.argmax(1)).mean() >= min_agreement
+    if min_agreement is not None:
+        assert (out.logits.argmax(1) == reference.logits.argmax(1)).mean() >= min_agreement
     assert np.allclose(single.logits, out.logits[:1], rtol=1e-3, atol=1e-3 * span)
     # the cam mean is the logit minus the head bias, whatever the runtime
     bias = reference.logits - reference.cam.mean(axis=(2, 3))
