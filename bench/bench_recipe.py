@@ -26,13 +26,14 @@ import argparse
 import csv
 import json
 import logging
+import os
 import platform
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from surface_synth import generate_surfaces  # bench/, the script's own folder, is on sys.path
 from torch.utils.data import DataLoader
 
 from deploy.bench import cpu_flags
@@ -45,9 +46,6 @@ from trainer.fit import fit
 from trainer.metrics import classification_metrics
 from trainer.synth import generate_dataset
 from trainer.transforms import eval_transform
-
-sys.path.insert(0, str(Path(__file__).parent))
-from surface_synth import generate_surfaces  # noqa: E402
 
 PLAIN = {
     "attention": [],
@@ -165,7 +163,7 @@ def main() -> None:
     flags = cpu_flags()
     print(f"CPU flags: {' '.join(flags) or 'unknown'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"platform": platform.platform(), "cpu_flags": flags, "cpus": torch.get_num_threads()}
+    machine = {"platform": platform.platform(), "cpu_flags": flags, "cpus": os.cpu_count()}
     args.out.write_text(
         json.dumps(
             {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine, "results": results}, indent=1

@@ -23,7 +23,7 @@ def half_life_decay(half_life_steps: float) -> float:
 
 
 class WeightAverage:
-    """An EMA copy of a model, updated after every optimizer step.
+    """An EMA copy of ``model``, moved towards it after every optimizer step.
 
     The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n``
     updates, so the first steps' random weights do not linger in the average.
@@ -34,17 +34,18 @@ class WeightAverage:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.updates = 0
+        self.source = model
         self.model = copy.deepcopy(model).eval()
         for param in self.model.parameters():
             param.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the average towards ``model``'s current weights and buffers."""
+    def update(self) -> None:
+        """Move the average towards the source model's current weights and buffers."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for avg, new in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+        for avg, new in zip(self.model.state_dict().values(), self.source.state_dict().values(), strict=True):
             if avg.dtype.is_floating_point:
-                avg.lerp_(new.detach(), 1.0 - decay)
+                avg.lerp_(new, 1.0 - decay)
             else:  # BatchNorm's batch counter
                 avg.copy_(new)

@@ -109,7 +109,7 @@ def train_one_epoch(
             optimizer.step()
         scheduler.step()
         if average is not None:
-            average.update(model.module if hasattr(model, "module") else model)
+            average.update()
         batch = labels.shape[0]
         loss_sum += loss.item() * batch
         correct += int((logits.argmax(dim=1) == labels).sum())

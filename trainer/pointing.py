@@ -21,7 +21,7 @@ from edge_inspector.preprocess import InputSpec, resize_and_crop, resized_shape
 from trainer.data import Sample, load_rgb
 from trainer.model import DefectNet
 
-__all__ = ["defect_box_in_crop", "pointing_score"]
+__all__ = ["activation_maps", "defect_box_in_crop", "pointing_score"]
 
 
 def defect_box_in_crop(sample: Sample, height: int, width: int, spec: InputSpec) -> tuple[float, ...] | None:
@@ -49,6 +49,15 @@ def _peak(cam: np.ndarray, size: int) -> tuple[float, float]:
 
 
 @torch.no_grad()
+def activation_maps(model: DefectNet, crops: np.ndarray, spec: InputSpec, device: torch.device) -> np.ndarray:
+    """Class activation maps ``[N, C, h, w]`` of uint8 RGB model crops ``[N, size, size, 3]`` (model in eval mode)."""
+    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255
+    batch = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float()
+    model.eval()
+    return model.forward_with_cam((batch - mean) / std)[1].float().cpu().numpy()
+
+
 def pointing_score(
     model: DefectNet, samples: Sequence[Sample], spec: InputSpec, *, device: torch.device, batch_size: int = 32
 ) -> dict[str, Any] | None:
@@ -67,16 +76,12 @@ def pointing_score(
             boxed.append((resize_and_crop(image, spec), sample.label, box))
     if not boxed:
         return None
-    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255
-    model.eval()
     hits, cam_size = 0, [0, 0]
     for start in range(0, len(boxed), batch_size):
         chunk = boxed[start : start + batch_size]
-        batch = torch.from_numpy(np.stack([crop for crop, _, _ in chunk])).to(device).permute(0, 3, 1, 2).float()
-        _, cams = model.forward_with_cam((batch - mean) / std)
+        cams = activation_maps(model, np.stack([crop for crop, _, _ in chunk]), spec, device)
         cam_size = list(cams.shape[2:])
-        for (_, label, (x0, y0, x1, y1)), cam in zip(chunk, cams.float().cpu().numpy(), strict=True):
+        for (_, label, (x0, y0, x1, y1)), cam in zip(chunk, cams, strict=True):
             x, y = _peak(cam[label], spec.size)
             hits += int(x0 <= x < x1 and y0 <= y < y1)
     return {"score": hits / len(boxed), "images": len(boxed), "cam_size": cam_size}

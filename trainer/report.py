@@ -23,7 +23,7 @@ from edge_inspector.preprocess import InputSpec, resize_and_crop
 from trainer.data import Sample, load_rgb
 from trainer.metrics import binary_roc
 from trainer.model import DefectNet
-from trainer.pointing import defect_box_in_crop
+from trainer.pointing import activation_maps, defect_box_in_crop
 
 __all__ = ["CamExample", "collect_cam_examples", "write_report"]
 
@@ -39,7 +39,6 @@ class CamExample:
     box: tuple[float, float, float, float] | None
 
 
-@torch.no_grad()
 def collect_cam_examples(
     model: DefectNet,
     samples: Sequence[Sample],
@@ -61,9 +60,6 @@ def collect_cam_examples(
         for label in sorted(by_class):
             if by_class[label] and len(picked) < limit:
                 picked.append(by_class[label].pop(0))
-    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255
-    model.eval()
     examples = []
     for index in picked:
         sample = samples[index]
@@ -71,12 +67,11 @@ def collect_cam_examples(
         if image is None:
             continue
         crop = resize_and_crop(image, spec)
-        batch = torch.from_numpy(crop).to(device).permute(2, 0, 1)[None].float()
-        _, cam = model.forward_with_cam((batch - mean) / std)
+        cam = activation_maps(model, crop[None], spec, device)[0]
         predicted = int(probs[index].argmax())
         examples.append(
             CamExample(
-                overlay=overlay_heatmap(crop, cam[0, predicted].float().cpu().numpy()),
+                overlay=overlay_heatmap(crop, cam[predicted]),
                 true_class=classes[sample.label],
                 predicted_class=classes[predicted],
                 confidence=float(probs[index, predicted]),

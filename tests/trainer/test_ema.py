@@ -25,7 +25,7 @@ def test_the_average_lags_the_weights_and_copies_nothing_by_reference() -> None:
     start = average.model[0].weight.clone()
     with torch.no_grad():
         net[0].weight.add_(1.0)
-    average.update(net)
+    average.update()
     # first update: the warm-up decay (1 + 1) / (10 + 1) = 2/11, below 0.9
     expected = start + (1 - 2 / 11) * 1.0
     assert torch.allclose(average.model[0].weight, expected)
@@ -37,11 +37,11 @@ def test_the_decay_reaches_its_set_value_after_the_warm_up() -> None:
     net = _net()
     average = WeightAverage(net, decay=0.5)
     for _ in range(20):
-        average.update(net)
+        average.update()
     with torch.no_grad():
         net[0].bias.fill_(2.0)
     before = average.model[0].bias.clone()
-    average.update(net)
+    average.update()
     assert torch.allclose(average.model[0].bias, 0.5 * before + 0.5 * 2.0)
 
 
@@ -50,7 +50,7 @@ def test_batchnorm_statistics_are_averaged_and_its_counter_copied() -> None:
     average = WeightAverage(net, decay=0.0)
     net.train()
     net(torch.randn(16, 3) * 5 + 3)
-    average.update(net)
+    average.update()
     bn_avg, bn = average.model[1], net[1]
     assert torch.allclose(bn_avg.running_mean, bn.running_mean)
     assert torch.allclose(bn_avg.running_var, bn.running_var)
