@@ -5,7 +5,8 @@ x1, y1]``, the defect's box in the image's pixels (x1, y1 exclusive); the
 synthetic generator writes one for every defect, and engineers may add them
 to their own images. An image *points* when the peak of its true class's
 activation map lies inside that box, as the model saw the image (after
-resize and centre crop).
+resize and centre crop), with the map aligned as :mod:`edge_inspector.heatmap`
+aligns it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_inspector.heatmap import cam_peak
 from edge_inspector.preprocess import InputSpec, resize_and_crop, resized_shape
 from trainer.data import Sample, load_rgb
 from trainer.model import DefectNet
@@ -40,12 +42,6 @@ def defect_box_in_crop(sample: Sample, height: int, width: int, spec: InputSpec)
     left, top = (new_w - spec.size) // 2, (new_h - spec.size) // 2
     x0, y0, x1, y1 = box
     return (x0 * sx - left, y0 * sy - top, x1 * sx - left, y1 * sy - top)
-
-
-def _peak(cam: np.ndarray, size: int) -> tuple[float, float]:
-    """Centre of the map's hottest cell, in crop pixels (x, y)."""
-    row, col = np.unravel_index(int(cam.argmax()), cam.shape)
-    return (col + 0.5) * size / cam.shape[1], (row + 0.5) * size / cam.shape[0]
 
 
 @torch.no_grad()
@@ -82,6 +78,6 @@ def pointing_score(
         cams = activation_maps(model, np.stack([crop for crop, _, _ in chunk]), spec, device)
         cam_size = list(cams.shape[2:])
         for (_, label, (x0, y0, x1, y1)), cam in zip(chunk, cams, strict=True):
-            x, y = _peak(cam[label], spec.size)
+            x, y = cam_peak(cam[label], spec.size, spec.size)
             hits += int(x0 <= x < x1 and y0 <= y < y1)
     return {"score": hits / len(boxed), "images": len(boxed), "cam_size": cam_size}

@@ -1,10 +1,12 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
 
 from edge_inspector.errors import WeightsError
+from edge_inspector.heatmap import cam_peak
 from trainer.cli import main as train_main
 from trainer.model import AttentiveBottleneck, build_model, imagenet_weights_path
 
@@ -112,3 +114,24 @@ def test_cam_stride_16_gives_a_map_twice_as_fine_with_the_same_weights() -> None
         assert fine.forward_with_cam(x)[1].shape == (1, 3, 6, 6)
     with pytest.raises(ValueError, match="cam_stride"):
         build_model(num_classes=2, weights="none", cam_stride=8)
+
+
+@pytest.mark.parametrize("stride", [16, 32])
+def test_each_map_cell_is_centred_where_the_heatmap_puts_it(stride: int) -> None:
+    """The input pixels a cell depends on centre on (s*i, s*j), the alignment of edge_inspector.heatmap."""
+    torch.manual_seed(0)
+    model = build_model(num_classes=2, weights="none", cam_stride=stride).eval()
+    x = torch.randn(1, 3, 128, 128, requires_grad=True)
+    _, cam = model.forward_with_cam(x)
+    row, col = cam.shape[2] // 2, cam.shape[3] // 2
+    cam[0, 0, row, col].backward()
+    influence = x.grad.abs().sum(dim=(0, 1))
+    ys, xs = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    centre = (float((influence * xs).sum() / influence.sum()), float((influence * ys).sum() / influence.sum()))
+    assert centre == pytest.approx(cam_peak(_one_hot(cam.shape[2:], row, col), 128, 128), abs=1.0)
+
+
+def _one_hot(shape: tuple[int, ...], row: int, col: int) -> np.ndarray:
+    hot = np.zeros(shape, np.float32)
+    hot[row, col] = 1.0
+    return hot
