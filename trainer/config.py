@@ -74,6 +74,12 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay")
     warmup_epochs: float = Field(1.0, ge=0.0, description="linear warm-up before the cosine schedule")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the loss")
+    box_guidance: float = Field(
+        0.2,
+        ge=0.0,
+        description="weight of the loss that pulls a defect's heatmap into its sidecar box, "
+        "for images that have one; 0 = off",
+    )
     ema_half_life: float = Field(
         0.5, ge=0.0, description="half-life in epochs of the weight average that is evaluated and kept; 0 = none"
     )

@@ -9,6 +9,7 @@ Layout (see ``calibration/README.md``)::
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ __all__ = [
     "ImageDataset",
     "Sample",
     "class_counts",
+    "defect_box",
     "discover",
     "fingerprint",
     "load_rgb",
@@ -189,19 +191,55 @@ def fingerprint(samples: Sequence[Sample], root: Path) -> str:
     return digest.hexdigest()
 
 
-class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Samples decoded to RGB and passed through an albumentations pipeline."""
+def defect_box(sample: Sample) -> tuple[float, float, float, float] | None:
+    """The defect box ``(x0, y0, x1, y1)`` in the image's pixels from the sidecar ``<image>.json``; None without one.
 
-    def __init__(self, samples: Sequence[Sample], transform: Callable[..., dict]) -> None:
+    The synthetic generator writes ``{"box": [x0, y0, x1, y1]}`` (x1, y1 exclusive) for every defect;
+    engineers may add them to their own images. An unreadable or box-less sidecar counts as none.
+    """
+    sidecar = sample.path.with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        box = json.loads(sidecar.read_text()).get("box")
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (ValueError, TypeError, OSError, AttributeError):
+        return None
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+class ImageDataset(Dataset[tuple[torch.Tensor, ...]]):
+    """Samples decoded to RGB and passed through an albumentations pipeline.
+
+    Items are ``(image, label)``; with ``boxes``, ``(image, label, box)`` where
+    ``box`` is the sidecar's defect box carried through the pipeline's geometry
+    (a transform built with ``bbox_params``, label field ``box_labels``), NaN
+    when the image has none or the augmentation cut it away.
+    """
+
+    def __init__(self, samples: Sequence[Sample], transform: Callable[..., dict], *, boxes: bool = False) -> None:
         self.samples = list(samples)
         self.transform = transform
+        self.boxes = boxes
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         sample = self.samples[index]
         image = load_rgb(sample.path)
         if image is None:  # the file changed after it was scanned
             raise DatasetError(f"{sample.path}: image became unreadable during training")
-        return self.transform(image=image)["image"], sample.label
+        if not self.boxes:
+            return self.transform(image=image)["image"], sample.label
+        box = defect_box(sample)
+        clipped = [b for b in [box and _clip(box, image.shape[1], image.shape[0])] if b]
+        out = self.transform(image=image, bboxes=clipped, box_labels=[0] * len(clipped))
+        boxes = out["bboxes"]
+        kept = torch.as_tensor(boxes[0], dtype=torch.float32) if len(boxes) else torch.full((4,), float("nan"))
+        return out["image"], sample.label, kept
+
+
+def _clip(box: tuple[float, ...], width: int, height: int) -> tuple[float, ...] | None:
+    x0, y0, x1, y1 = max(box[0], 0.0), max(box[1], 0.0), min(box[2], float(width)), min(box[3], float(height))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None

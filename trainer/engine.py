@@ -12,6 +12,7 @@ from torch import nn
 
 from trainer.config import AmpMode
 from trainer.ema import WeightAverage
+from trainer.losses import BoxGuidance
 
 __all__ = ["EpochStats", "Predictions", "StepStats", "autocast", "evaluate", "resolve_amp", "train_one_epoch"]
 
@@ -76,7 +77,7 @@ def _to_device(images: torch.Tensor, device: torch.device, channels_last: bool) 
 
 def train_one_epoch(
     model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loader: Iterable[tuple[torch.Tensor, ...]],
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -86,17 +87,24 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     channels_last: bool = False,
     average: WeightAverage | None = None,
+    guidance: BoxGuidance | None = None,
     on_step: Callable[[StepStats], None] | None = None,
 ) -> EpochStats:
-    """Train over ``loader`` once, stepping the scheduler (and ``average``) every batch."""
+    """Train over ``loader`` once, stepping the scheduler (and ``average``) every batch.
+
+    With ``guidance``, the loader yields ``(images, labels, boxes)`` and the
+    box loss on the activation maps is added to ``loss_fn``'s.
+    """
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
-    for step, (images, labels) in enumerate(loader, start=1):
+    for step, (images, labels, *boxes) in enumerate(loader, start=1):
         images = _to_device(images, device, channels_last)
         labels = labels.to(device, non_blocking=True)
         with autocast(device, amp_dtype):
-            logits = model(images)
+            logits, cam = model(images, with_cam=True) if guidance is not None else (model(images), None)
         loss = loss_fn(logits.float(), labels)
+        if guidance is not None:
+            loss = loss + guidance(cam, labels, boxes[0])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)

@@ -31,7 +31,7 @@ from trainer.ema import WeightAverage, half_life_decay
 from trainer.engine import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
 from trainer.evaluation import write_evaluation
 from trainer.freezing import count_parameters, freeze_stages
-from trainer.losses import build_loss
+from trainer.losses import BoxGuidance, build_loss
 from trainer.metrics import classification_metrics
 from trainer.model import DefectNet, build_model
 from trainer.optim import WarmupCosine, build_optimizer, warmup_cosine
@@ -91,7 +91,8 @@ def _seed_everything(seed: int) -> None:
 def _loaders(
     cfg: TrainConfig, split: DatasetSplit, spec: InputSpec, ctx: DistContext, device: torch.device
 ) -> tuple[DataLoader, DataLoader, DistributedSampler | None]:
-    train_set = ImageDataset(split.train, train_transform(spec, cfg.augment))
+    boxes = cfg.box_guidance > 0
+    train_set = ImageDataset(split.train, train_transform(spec, cfg.augment, boxes=boxes), boxes=boxes)
     val_set = ImageDataset(split.val, eval_transform(spec))
     generator = torch.Generator().manual_seed(cfg.seed + ctx.rank)
     dist_sampler: DistributedSampler | None = None
@@ -199,6 +200,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
 
     train_loader, val_loader, dist_sampler = _loaders(cfg, split, spec, ctx, device)
     loss_fn = build_loss(cfg, train_counts).to(device)
+    guidance = BoxGuidance(cfg.box_guidance, cfg.image_size) if cfg.box_guidance else None
     optimizer = build_optimizer(
         model,
         lr=cfg.lr,
@@ -281,6 +283,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
                 scaler=scaler,
                 channels_last=cfg.channels_last,
                 average=average,
+                guidance=guidance,
                 on_step=bar.update if bar else None,
             )
         finally:

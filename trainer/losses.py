@@ -11,7 +11,7 @@ from torch import nn
 from edge_inspector.errors import ConfigError
 from trainer.config import LossKind, TrainConfig
 
-__all__ = ["FocalLoss", "balanced_class_weights", "build_loss"]
+__all__ = ["BoxGuidance", "FocalLoss", "balanced_class_weights", "build_loss"]
 
 
 class FocalLoss(nn.Module):
@@ -65,3 +65,42 @@ def build_loss(config: TrainConfig, counts: Sequence[int]) -> FocalLoss:
         alpha = balanced_class_weights(counts)
     gamma = config.focal_gamma if config.loss is LossKind.FOCAL else 0.0
     return FocalLoss(gamma=gamma, alpha=alpha, label_smoothing=config.label_smoothing)
+
+
+class BoxGuidance(nn.Module):
+    """Pulls each defect's activation map into its box, for the images that have one.
+
+    The true class's map is read as a spatial softmax over its cells; the loss
+    is ``weight`` times minus the log of the share on cells centred inside the
+    box (cell ``(i, j)`` on pixel ``(s*i, s*j)``, as :mod:`edge_inspector.heatmap`
+    places it), or on the cell nearest the box's centre when no centre falls
+    inside, averaged over the boxed images. Zero for a batch without boxes.
+    """
+
+    def __init__(self, weight: float, image_size: int) -> None:
+        super().__init__()
+        self.weight = weight
+        self.image_size = image_size
+
+    def forward(self, cam: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """``cam [N, C, h, w]``, ``labels [N]``, ``boxes [N, 4]`` in input pixels, NaN rows for no box."""
+        boxed = torch.isfinite(boxes).all(dim=1)
+        if not bool(boxed.any()):
+            return cam.sum() * 0.0  # no box: no pull, but the graph stays whole for DDP
+        maps = cam[boxed, labels[boxed]].float()
+        box = boxes[boxed].to(maps.device)[:, :, None, None]
+        height, width = maps.shape[1:]
+        step_y, step_x = self.image_size / height, self.image_size / width
+        rows = torch.arange(height, device=maps.device)[None, :, None]
+        cols = torch.arange(width, device=maps.device)[None, None, :]
+        ys, xs = rows * step_y, cols * step_x
+        inside = (xs >= box[:, 0]) & (xs < box[:, 2]) & (ys >= box[:, 1]) & (ys < box[:, 3])
+        near_col = (((box[:, 0] + box[:, 2]) / 2) / step_x).round().clamp(0, width - 1)
+        near_row = (((box[:, 1] + box[:, 3]) / 2) / step_y).round().clamp(0, height - 1)
+        nearest = (cols == near_col) & (rows == near_row)
+        inside = torch.where(inside.flatten(1).any(dim=1)[:, None, None], inside, nearest)
+        flat = maps.flatten(1)
+        log_share = torch.logsumexp(flat.masked_fill(~inside.flatten(1), float("-inf")), dim=1) - torch.logsumexp(
+            flat, dim=1
+        )
+        return -self.weight * log_share.mean()

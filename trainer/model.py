@@ -86,16 +86,21 @@ class DefectNet(nn.Module):
             x = stage(x)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.flatten(torch.mean(self.features(x), dim=(2, 3)), 1)
-        return self.fc(self.dropout(pooled))
+    def forward(self, x: torch.Tensor, with_cam: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[N, C]`` through the dropout head; with ``with_cam``, also the maps (for training on them)."""
+        features = self.features(x)
+        logits = self.fc(self.dropout(torch.flatten(torch.mean(features, dim=(2, 3)), 1)))
+        return (logits, self._cam(features)) if with_cam else logits
 
     def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[N, C]`` and class activation maps ``[N, C, h, w]``."""
-        # the head as a 1x1 convolution: every runtime and quantizer handles it well
-        cam = F.conv2d(self.features(x), self.fc.weight[:, :, None, None])
+        """Logits ``[N, C]`` and class activation maps ``[N, C, h, w]``, the logits computed from the maps."""
+        cam = self._cam(self.features(x))
         logits = cam.mean(dim=(2, 3)) + self.fc.bias
         return logits, cam
+
+    def _cam(self, features: torch.Tensor) -> torch.Tensor:
+        # the head as a 1x1 convolution: every runtime and quantizer handles it well
+        return F.conv2d(features, self.fc.weight[:, :, None, None])
 
     def train(self, mode: bool = True) -> DefectNet:
         """Train mode, except frozen stages, whose BatchNorm statistics stay fixed."""

@@ -1,17 +1,13 @@
 """Do the heatmaps point at the defect? The pointing score of a model's class activation maps.
 
-An image may come with a sidecar ``<image>.json`` holding ``"box": [x0, y0,
-x1, y1]``, the defect's box in the image's pixels (x1, y1 exclusive); the
-synthetic generator writes one for every defect, and engineers may add them
-to their own images. An image *points* when the peak of its true class's
-activation map lies inside that box, as the model saw the image (after
-resize and centre crop), with the map aligned as :mod:`edge_inspector.heatmap`
-aligns it.
+An image may come with a sidecar defect box (:func:`trainer.data.defect_box`).
+It *points* when the peak of its true class's activation map lies inside that
+box, as the model saw the image (after resize and centre crop), with the map
+aligned as :mod:`edge_inspector.heatmap` aligns it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +16,7 @@ import torch
 
 from edge_inspector.heatmap import cam_peak
 from edge_inspector.preprocess import InputSpec, resize_and_crop, resized_shape
-from trainer.data import Sample, load_rgb
+from trainer.data import Sample, defect_box, load_rgb
 from trainer.model import DefectNet
 
 __all__ = ["activation_maps", "defect_box_in_crop", "pointing_score"]
@@ -28,14 +24,8 @@ __all__ = ["activation_maps", "defect_box_in_crop", "pointing_score"]
 
 def defect_box_in_crop(sample: Sample, height: int, width: int, spec: InputSpec) -> tuple[float, ...] | None:
     """The defect box of an image's sidecar, mapped into the model's crop; None without one."""
-    sidecar = sample.path.with_suffix(".json")
-    if not sidecar.is_file():
-        return None
-    try:
-        box = json.loads(sidecar.read_text()).get("box")
-    except (ValueError, OSError):
-        return None
-    if not box:
+    box = defect_box(sample)
+    if box is None:
         return None
     new_h, new_w = resized_shape(height, width, spec.resize)
     sx, sy = new_w / width, new_h / height

@@ -35,8 +35,11 @@ def eval_transform(spec: InputSpec) -> A.Compose:
     return A.Compose([*eval_geometry(spec).transforms, *_to_tensor(spec)])
 
 
-def train_transform(spec: InputSpec, kind: Augment = Augment.DEFECT) -> A.Compose:
+def train_transform(spec: InputSpec, kind: Augment = Augment.DEFECT, *, boxes: bool = False) -> A.Compose:
     """Training pipeline, ``defect`` (ours) or ``imagenet`` (torchvision's reference recipe).
+
+    With ``boxes``, defect boxes (``bboxes``, pixels, label field ``box_labels``)
+    follow the geometry; one left with under half its area is dropped.
 
     ``defect``: the crop keeps most of the image (scale 0.7 to 1), since
     defects are small and a tighter crop would often cut them out while
@@ -45,13 +48,15 @@ def train_transform(spec: InputSpec, kind: Augment = Augment.DEFECT) -> A.Compos
     ``imagenet``: random-resized crop over 8 to 100 % of the area and a
     horizontal flip, for comparison (``bench/bench_recipe.py``).
     """
+    box_params = A.BboxParams(format="pascal_voc", label_fields=["box_labels"], min_visibility=0.5) if boxes else None
     if kind is Augment.IMAGENET:
         return A.Compose(
             [
                 A.RandomResizedCrop(size=(spec.size, spec.size), interpolation=cv2.INTER_LINEAR),
                 A.HorizontalFlip(p=0.5),
                 *_to_tensor(spec),
-            ]
+            ],
+            bbox_params=box_params,
         )
     return A.Compose(
         [
@@ -67,5 +72,6 @@ def train_transform(spec: InputSpec, kind: Augment = Augment.DEFECT) -> A.Compos
             A.RandomRotate90(p=0.5),
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.8),
             *_to_tensor(spec),
-        ]
+        ],
+        bbox_params=box_params,
     )

@@ -1,12 +1,25 @@
+import json
 import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from edge_inspector.errors import DatasetError
-from trainer.data import Sample, discover, fingerprint, load_rgb, scan_folder, stratified_split
+from edge_inspector.preprocess import InputSpec
+from trainer.data import (
+    ImageDataset,
+    Sample,
+    defect_box,
+    discover,
+    fingerprint,
+    load_rgb,
+    scan_folder,
+    stratified_split,
+)
+from trainer.transforms import train_transform
 
 
 def _write(path: Path, image: np.ndarray) -> Path:
@@ -102,3 +115,34 @@ def test_fingerprint_follows_content(tmp_path: Path) -> None:
     assert fingerprint(list(reversed(samples)), root) == first
     _write(root / "ok" / "0.png", np.zeros((16, 16, 3), np.uint8))
     assert fingerprint(samples, root) != first
+
+
+def test_a_sidecar_box_follows_the_augmented_image(tmp_path: Path) -> None:
+    image = np.zeros((80, 100, 3), np.uint8)
+    image[10:30, 60:85] = 255  # the "defect": a white patch, boxed in the sidecar
+    boxed = Sample(_write(tmp_path / "short" / "a.png", image), 1)
+    boxed.path.with_suffix(".json").write_text(json.dumps({"box": [60, 10, 85, 30]}))
+    plain = Sample(_write(tmp_path / "ok" / "b.png", image), 0)
+    spec = InputSpec.for_size(64)
+    dataset = ImageDataset([boxed, plain], train_transform(spec, boxes=True), boxes=True)
+    for _ in range(20):  # random crops, flips and quarter turns
+        tensor, label, box = dataset[0]
+        assert label == 1
+        if torch.isnan(box).any():
+            continue  # the crop cut most of the box away
+        x0, y0, x1, y1 = box.round().int().tolist()
+        bright = tensor.mean(dim=0) > 0  # normalised: white is positive, black negative
+        assert bright[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1].all()
+        assert bright.sum() <= (x1 - x0 + 2) * (y1 - y0 + 2)  # and nothing bright outside it
+    assert torch.isnan(dataset[1][2]).all()
+    assert len(ImageDataset([boxed], train_transform(spec))[0]) == 2  # without boxes: (image, label)
+
+
+def test_defect_box_reads_the_sidecar_and_ignores_a_bad_one(tmp_path: Path) -> None:
+    sample = Sample(_write(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8)), 0)
+    assert defect_box(sample) is None
+    for bad in ("not json", '{"box": [1, 2]}', '{"box": [5, 5, 2, 2]}', "[1, 2, 3, 4]"):
+        sample.path.with_suffix(".json").write_text(bad)
+        assert defect_box(sample) is None, bad
+    sample.path.with_suffix(".json").write_text('{"class": "short", "box": [1, 2, 6, 7]}')
+    assert defect_box(sample) == (1.0, 2.0, 6.0, 7.0)

@@ -1,10 +1,12 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from edge_inspector.errors import ConfigError
 from trainer.config import TrainConfig
-from trainer.losses import FocalLoss, balanced_class_weights, build_loss
+from trainer.losses import BoxGuidance, FocalLoss, balanced_class_weights, build_loss
 
 
 @pytest.fixture
@@ -57,3 +59,39 @@ def test_build_loss_checks_alpha_length(tmp_path) -> None:
     ce = TrainConfig(data=tmp_path, out=tmp_path, loss="ce", focal_gamma=3.0)
     assert build_loss(ce, [1, 1]).gamma == 0.0
     assert build_loss(TrainConfig(data=tmp_path, out=tmp_path, focal_gamma=3.0), [1, 1]).gamma == 3.0
+
+
+def _map_with_peak(row: int, col: int) -> torch.Tensor:
+    cam = torch.zeros(1, 2, 4, 4)
+    cam[0, 1, row, col] = 4.0
+    return cam
+
+
+def test_box_guidance_rewards_a_map_that_peaks_inside_the_box() -> None:
+    guidance = BoxGuidance(1.0, image_size=64)  # 4x4 map: cell (i, j) centred on pixel (16 i, 16 j)
+    box = torch.tensor([[10.0, 26.0, 40.0, 40.0]])  # holds the centres of cells (2, 1) and (2, 2)
+    label = torch.tensor([1])
+    inside, outside = guidance(_map_with_peak(2, 1), label, box), guidance(_map_with_peak(0, 3), label, box)
+    assert float(inside) < float(outside)
+    # inside: -log(share of the two cells in the box) under a spatial softmax
+    assert float(inside) == pytest.approx(-math.log((math.exp(4) + 1) / (math.exp(4) + 15)), rel=1e-5)
+    assert float(BoxGuidance(0.5, 64)(_map_with_peak(2, 1), label, box)) == pytest.approx(float(inside) / 2)
+
+
+def test_a_box_between_cell_centres_pulls_towards_the_nearest_cell() -> None:
+    guidance = BoxGuidance(1.0, image_size=64)
+    box = torch.tensor([[18.0, 34.0, 30.0, 46.0]])  # no centre inside; centre (24, 40) is nearest cell (2, 2)
+    label = torch.tensor([1])
+    assert float(guidance(_map_with_peak(2, 2), label, box)) < float(guidance(_map_with_peak(2, 1), label, box))
+
+
+def test_images_without_a_box_add_nothing() -> None:
+    guidance = BoxGuidance(1.0, image_size=64)
+    cam = torch.cat([_map_with_peak(1, 1), torch.randn(1, 2, 4, 4)]).requires_grad_()
+    boxes = torch.tensor([[10.0, 10.0, 30.0, 30.0], [float("nan")] * 4])
+    loss = guidance(cam, torch.tensor([1, 0]), boxes)
+    loss.backward()
+    assert loss.item() == pytest.approx(guidance(cam[:1], torch.tensor([1]), boxes[:1]).item())
+    assert not cam.grad[1].any() and not cam.grad[0, 0].any()  # only the true class of the boxed image
+    none = guidance(cam, torch.tensor([1, 0]), torch.full((2, 4), float("nan")))
+    assert none.item() == 0.0 and none.requires_grad

@@ -13,7 +13,7 @@ from trainer.pointing import pointing_score
 
 
 class BrightnessCam(torch.nn.Module):
-    """A stand-in whose 8x8 activation map is the image's brightness at every 8th pixel: its peak is the bright patch."""
+    """A stand-in whose 8x8 map is the brightness at every 8th pixel: its peak is the bright patch."""
 
     def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cam = x.mean(dim=1, keepdim=True)[..., ::8, ::8].repeat(1, 2, 1, 1)
