@@ -9,7 +9,7 @@ DEMO_DATA ?= calibration/pcb-synth
 DEMO_RUN ?= runs/demo
 DEMO_BUNDLE ?= bundle/demo
 DEMO_SIZE ?= 96
-DEMO_MINUTES ?= 5
+DEMO_MINUTES ?= 7
 DEMO_FIT_FLAGS ?=
 
 .PHONY: install system-deps demo test lint clean

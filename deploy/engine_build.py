@@ -6,7 +6,7 @@ convolutions, fp16 everywhere else) for INT8, ``model.onnx`` for FP32.
 TensorRT 10.1 deprecated implicit INT8 calibration and TensorRT 11 removed it
 along with the FP16/INT8 builder flags. The graph is first checked against
 the parser's rules on the CPU (:mod:`deploy.tensorrt_check`). The engine and its
-:class:`~edge_inspector.backends.tensorrt.EngineInfo` JSON go to
+:class:`~edge_inspector.backends.tensorrt_engine.EngineInfo` JSON go to
 ``<bundle>/engines/``, outside the manifest's hashed files: they are built on
 the box. A Jetson build takes minutes, so phases are logged as they run.
 """
@@ -25,23 +25,22 @@ from typing import Any
 import onnx
 
 from deploy.tensorrt_check import check_model, format_violations
-from edge_inspector.backends.tensorrt import (
+from edge_inspector.backends.cuda_buffers import cuda_device
+from edge_inspector.backends.tensorrt_engine import (
     ENGINES_DIR,
-    INPUT,
     EngineInfo,
-    cuda_device,
     engine_path,
     gpu_slug,
     import_tensorrt,
     make_trt_logger,
     source_variant,
 )
-from edge_inspector.bundle import Bundle, Precision
+from edge_inspector.bundle import IMAGE, Bundle, Precision
 from edge_inspector.errors import BackendError, BundleError
 
 __all__ = ["TIMING_CACHE", "build_engine"]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 TIMING_CACHE = "timing.cache"
 
@@ -70,17 +69,17 @@ def _progress_monitor(trt: ModuleType) -> Any:
                 depth = 0 if parent_phase is None else self._phases.get(parent_phase, (-1, 0.0))[0] + 1
                 self._phases[phase_name] = (depth, time.monotonic())
             level = logging.INFO if depth <= 1 else logging.DEBUG
-            logger.log(level, "%s%s: started (%d steps)", "  " * depth, phase_name, num_steps)
+            log.log(level, "%s%s: started (%d steps)", "  " * depth, phase_name, num_steps)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
-            logger.debug("%s: step %d done", phase_name, step)
+            log.debug("%s: step %d done", phase_name, step)
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name: str) -> None:
             with self._lock:
                 depth, started = self._phases.pop(phase_name, (0, time.monotonic()))
             level = logging.INFO if depth <= 1 else logging.DEBUG
-            logger.log(level, "%s%s: finished in %.1f s", "  " * depth, phase_name, time.monotonic() - started)
+            log.log(level, "%s%s: finished in %.1f s", "  " * depth, phase_name, time.monotonic() - started)
 
     return _LogProgress()
 
@@ -90,9 +89,9 @@ def _attach_timing_cache(config: Any, path: Path) -> Any:
     if path.is_file():
         cache = config.create_timing_cache(path.read_bytes())
         if cache is not None and config.set_timing_cache(cache, False):
-            logger.info("timing cache: loaded %s", path)
+            log.info("timing cache: loaded %s", path)
             return cache
-        logger.warning("timing cache %s does not fit this GPU or TensorRT; starting a new one", path)
+        log.warning("timing cache %s does not fit this GPU or TensorRT; starting a new one", path)
     cache = config.create_timing_cache(b"")
     config.set_timing_cache(cache, False)
     return cache
@@ -140,7 +139,7 @@ def build_engine(
     out = engine_path(bundle.root, precision, gpu_slug(gpu_name, cc))
     out.parent.mkdir(parents=True, exist_ok=True)
     cache_path = Path(timing_cache) if timing_cache is not None else bundle.root / ENGINES_DIR / TIMING_CACHE
-    logger.info(
+    log.info(
         "building %s engine from %s for %s (cc %s), TensorRT %s, batch 1..%d",
         precision.value,
         source,
@@ -158,13 +157,13 @@ def build_engine(
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no details"
         raise BackendError(f"{onnx_path}: TensorRT cannot parse it: {errors}")
     inputs = [network.get_input(i).name for i in range(network.num_inputs)]
-    if inputs != [INPUT]:
-        raise BackendError(f"{onnx_path}: expected one input {INPUT!r}, got {inputs}")
+    if inputs != [IMAGE]:
+        raise BackendError(f"{onnx_path}: expected one input {IMAGE!r}, got {inputs}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT, (1, size, size, 3), (max_batch, size, size, 3), (max_batch, size, size, 3))
+    profile.set_shape(IMAGE, (1, size, size, 3), (max_batch, size, size, 3), (max_batch, size, size, 3))
     config.add_optimization_profile(profile)
     monitor = _progress_monitor(trt)
     config.progress_monitor = monitor
@@ -191,7 +190,7 @@ def build_engine(
         built_at=datetime.now(timezone.utc),
     )
     _write_atomic(out.with_suffix(".json"), (info.model_dump_json(indent=2) + "\n").encode())
-    logger.info(
+    log.info(
         "wrote %s (%.1f MiB) in %.0f s; timing cache %s",
         out,
         out.stat().st_size / 2**20,

@@ -20,6 +20,9 @@ import torch
 from torch import nn
 
 from edge_inspector.bundle import (
+    CAM,
+    IMAGE,
+    LOGITS,
     Bundle,
     BundleManifest,
     Precision,
@@ -109,9 +112,9 @@ def _export_onnx(model: EdgeModel, spec: InputSpec, path: Path) -> None:
         model,
         (dummy,),
         str(path),
-        input_names=["image"],
-        output_names=["logits", "cam"],
-        dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "cam": {0: "N"}},
+        input_names=[IMAGE],
+        output_names=[LOGITS, CAM],
+        dynamic_axes={IMAGE: {0: "N"}, LOGITS: {0: "N"}, CAM: {0: "N"}},
         opset_version=OPSET,
         dynamo=False,
     )
@@ -126,7 +129,7 @@ def check_parity(model: EdgeModel, path: Path, images: np.ndarray, batch: int = 
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         torch_logits, torch_cam = (t.numpy() for t in model(torch.from_numpy(chunk)))
-        onnx_logits, onnx_cam = session.run(["logits", "cam"], {"image": chunk})
+        onnx_logits, onnx_cam = session.run([LOGITS, CAM], {IMAGE: chunk})
         agree += int((torch_logits.argmax(1) == onnx_logits.argmax(1)).sum())
         logit_diff = max(logit_diff, float(np.abs(torch_logits - onnx_logits).max()))
         cam_diff = max(cam_diff, float(np.abs(torch_cam - onnx_cam).max()))

@@ -30,7 +30,7 @@ from onnxruntime.quantization import CalibrationMethod as OrtMethod
 
 from deploy.export import FP32_FILE, load_images, onnx_session
 from deploy.qdq_placement import WEIGHTED_OPS, float_regions, name_nodes
-from edge_inspector.bundle import Bundle, Precision, Variant, load_bundle, write_manifest
+from edge_inspector.bundle import IMAGE, LOGITS, Bundle, Precision, Variant, load_bundle, write_manifest
 from edge_inspector.errors import BundleError, CheckpointError, DatasetError
 from trainer.data import Sample, scan_folder
 from trainer.evaluation import folder_samples, split_samples
@@ -109,7 +109,7 @@ class _Reader(CalibrationDataReader):
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for image in self.images:
-            yield {"image": image[None]}
+            yield {IMAGE: image[None]}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._iter, None)
@@ -261,7 +261,7 @@ def _to_fp16(source: Path, target: Path) -> None:
 def _predict(path: Path, images: np.ndarray, batch: int = 16, *, optimize: bool = True) -> np.ndarray:
     session = onnx_session(path, optimize=optimize)
     return np.concatenate(
-        [session.run(["logits"], {"image": images[i : i + batch]})[0] for i in range(0, len(images), batch)]
+        [session.run([LOGITS], {IMAGE: images[i : i + batch]})[0] for i in range(0, len(images), batch)]
     ).astype(np.float32)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from edge_inspector.backends.tensorrt import source_variant
+from edge_inspector.backends.tensorrt_engine import source_variant
 from edge_inspector.bundle import Bundle, Precision
 from edge_inspector.errors import BundleError
 

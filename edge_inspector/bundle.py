@@ -2,9 +2,11 @@
 
 ``manifest.json`` (:class:`BundleManifest`) describes the model and lists
 every file with its sha256; :func:`load_bundle` refuses a bundle whose files
-do not match, naming the file. TensorRT engines are built on the box and live
-in ``engines/`` beside the manifest, outside the hashed set (see
-``edge_inspector.backends.tensorrt``).
+do not match, naming the file. Every ONNX variant takes one input,
+:data:`IMAGE` (uint8 ``[N, H, W, 3]`` RGB), and gives :data:`LOGITS`
+(``[N, C]``) and :data:`CAM` (``[N, C, h, w]``). TensorRT engines are built on
+the box and live in ``engines/`` beside the manifest, outside the hashed set
+(see ``edge_inspector.backends.tensorrt_engine``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from edge_inspector.errors import BundleError
 from edge_inspector.preprocess import InputSpec
 
 __all__ = [
+    "CAM",
+    "IMAGE",
+    "LOGITS",
     "MANIFEST",
     "SCHEMA_VERSION",
     "Bundle",
@@ -38,6 +43,7 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+IMAGE, LOGITS, CAM = "image", "logits", "cam"  # the ONNX models' tensor names
 SCHEMA_VERSION = 1
 
 

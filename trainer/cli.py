@@ -22,8 +22,6 @@ from trainer.engine import StepStats
 
 __all__ = ["main"]
 
-log = logging.getLogger("edge-train")
-
 
 class _TqdmProgress:
     """A tqdm bar showing running loss and accuracy."""

@@ -68,7 +68,7 @@ def check(tensorrt: bool) -> list[str]:
             "cv2 has no GStreamer: a pip OpenCV shadows JetPack's (pip uninstall opencv-python-headless in the venv)"
         )
     if tensorrt:
-        from edge_inspector.backends.tensorrt import import_tensorrt
+        from edge_inspector.backends.tensorrt_engine import import_tensorrt
         from edge_inspector.errors import BackendError
 
         try:

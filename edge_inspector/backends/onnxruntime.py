@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from edge_inspector.backends.base import Backend, BackendKind, BackendOptions, InferenceOutput
-from edge_inspector.bundle import Bundle, Precision
+from edge_inspector.bundle import CAM, IMAGE, LOGITS, Bundle, Precision
 from edge_inspector.errors import BackendError
 
 __all__ = ["OnnxRuntimeBackend"]
@@ -63,7 +63,7 @@ class OnnxRuntimeBackend(Backend):
         return [*picked, "CPUExecutionProvider"]
 
     def infer(self, images: np.ndarray) -> InferenceOutput:
-        logits, cam = self._session.run(["logits", "cam"], {"image": self.check_batch(images)})
+        logits, cam = self._session.run([LOGITS, CAM], {IMAGE: self.check_batch(images)})
         return InferenceOutput(np.asarray(logits, np.float32), np.asarray(cam, np.float32))
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edge_inspector.backends.base import Backend, BackendKind, BackendOptions, InferenceOutput
-from edge_inspector.bundle import Bundle, Precision
+from edge_inspector.bundle import CAM, IMAGE, LOGITS, Bundle, Precision
 from edge_inspector.errors import BackendError
 
 __all__ = ["OpenVinoBackend"]
@@ -50,12 +50,12 @@ class OpenVinoBackend(Backend):
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with its own text
             raise BackendError(f"{self.file}: OpenVINO cannot compile it for {self.device} ({exc})") from exc
         self._request = self._compiled.create_infer_request()
-        self._logits = self._compiled.output("logits")
-        self._cam = self._compiled.output("cam")
+        self._logits = self._compiled.output(LOGITS)
+        self._cam = self._compiled.output(CAM)
         log.info("%s: %s on %s", self.runtime, self.file.name, self.device)
 
     def infer(self, images: np.ndarray) -> InferenceOutput:
-        result = self._request.infer({"image": self.check_batch(images)})
+        result = self._request.infer({IMAGE: self.check_batch(images)})
         return InferenceOutput(
             np.array(result[self._logits], np.float32, copy=True), np.array(result[self._cam], np.float32, copy=True)
         )

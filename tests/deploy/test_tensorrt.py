@@ -30,10 +30,10 @@ from deploy.engine_build import build_engine  # noqa: E402
 from deploy.export import export_bundle, load_images  # noqa: E402
 from deploy.quantize import quantize_bundle  # noqa: E402
 from edge_inspector.backends.base import BackendOptions  # noqa: E402
-from edge_inspector.backends.tensorrt import (  # noqa: E402
+from edge_inspector.backends.cuda_buffers import cuda_device  # noqa: E402
+from edge_inspector.backends.tensorrt import TensorRTBackend  # noqa: E402
+from edge_inspector.backends.tensorrt_engine import (  # noqa: E402
     EngineInfo,
-    TensorRTBackend,
-    cuda_device,
     engine_path,
     gpu_slug,
     read_engine_info,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_inspector.backends.tensorrt import MIN_TENSORRT, checked_context, require_tensorrt_version
+from edge_inspector.backends.tensorrt_engine import MIN_TENSORRT, checked_context, require_tensorrt_version
 from edge_inspector.errors import BackendError
 
 

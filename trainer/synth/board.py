@@ -9,7 +9,6 @@ drill holes, silkscreen) so defect injectors can edit them before
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from dataclasses import dataclass
 
@@ -18,8 +17,6 @@ import numpy as np
 
 from .geometry import _SHIFT, CHECK_SCALE, CLEARANCE, MARGIN, BoardDescription, Pad, Point, Raster, Trace
 from .layout import layout
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "CHECK_SCALE",

@@ -11,7 +11,6 @@ an injector raises :class:`DefectPlacementError` and the caller re-draws a board
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ import cv2
 import numpy as np
 
 from .board import CLEARANCE, MARGIN, Board, Trace
-
-logger = logging.getLogger(__name__)
 
 UnitBox = tuple[float, float, float, float]
 Injector = Callable[[Board, np.random.Generator], UnitBox]

@@ -17,7 +17,7 @@ from .board import render_board
 from .defects import DEFECTS, DefectPlacementError
 from .imaging import PixelBox, apply_imaging, frame_view, sample_imaging, supersample, transform_box
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 CLASSES: tuple[str, ...] = ("ok", "missing_hole", "mouse_bite", "open_circuit", "short", "spur", "spurious_copper")
 MIN_SIZE, MAX_SIZE = 32, 1024
@@ -103,7 +103,7 @@ def _render(
             unit_box = DEFECTS[cls](board, rng)
             break
         except DefectPlacementError as exc:
-            logger.debug("attempt %d: cannot place %s (%s); redrawing board", attempt, cls, exc)
+            log.debug("attempt %d: cannot place %s (%s); redrawing board", attempt, cls, exc)
     else:
         raise RuntimeError(f"could not place a {cls!r} defect after {_MAX_TRIES} boards")
     params = frame_view(sample_imaging(rng), view, unit_box, rng)
@@ -174,5 +174,5 @@ def generate_dataset(
         for job in jobs:
             write(job)
     count = len(jobs)
-    logger.info("synth: wrote %d images of %d classes to %s", count, len(cls_list), out)
+    log.info("synth: wrote %d images of %d classes to %s", count, len(cls_list), out)
     return SynthSummary(out=out, classes=cls_list, per_class=per_class, size=size, seed=seed, count=count)

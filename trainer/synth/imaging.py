@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, replace
 
@@ -10,8 +9,6 @@ import cv2
 import numpy as np
 
 from .board import Raster
-
-logger = logging.getLogger(__name__)
 
 PixelBox = tuple[int, int, int, int]
 UnitBox = tuple[float, float, float, float]

@@ -9,7 +9,7 @@ import numpy as np
 
 from .geometry import CHECK_SCALE, CLEARANCE, MARGIN, BoardDescription, Pad, Point, Raster, Trace
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 GRID = 0.11
 TRACE_WIDTHS = (0.032, 0.04, 0.05)
@@ -187,5 +187,5 @@ def layout(rng: np.random.Generator) -> BoardDescription:
     if rng.random() < 0.5:
         for _ in range(int(rng.integers(1, 3))):
             lay.add_silk_text()
-    logger.debug("layout: %d traces, %d pads", len(lay.desc.traces), len(lay.desc.pads))
+    log.debug("layout: %d traces, %d pads", len(lay.desc.traces), len(lay.desc.pads))
     return lay.desc
