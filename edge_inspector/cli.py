@@ -37,9 +37,11 @@ def _run(args: argparse.Namespace) -> int:
         return Agent(load_config(args.config)).run()
     if args.command == "check-config":
         from edge_inspector.config import load_config
+        from edge_inspector.messages import topic_root
 
         config = load_config(args.config)
-        print(f"{args.config}: valid (station {config.station}, topics under {config.topic_root}/)")
+        root = topic_root(config.mqtt.prefix, config.station)
+        print(f"{args.config}: valid (station {config.station}, topics under {root}/)")
     elif args.command == "schema":
         from edge_inspector.bundle import BundleManifest
         from edge_inspector.messages import message_schemas

@@ -200,11 +200,6 @@ class AgentConfig(_Section):
             raise ValueError("a triggered camera needs mqtt.commands: true (triggers arrive on cmd/trigger)")
         return self
 
-    @property
-    def topic_root(self) -> str:
-        """``{prefix}/{station}``."""
-        return f"{self.mqtt.prefix}/{self.station}"
-
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}

@@ -37,7 +37,7 @@ from edge_inspector.bundle import load_bundle
 from edge_inspector.capture import Camera, CameraState, Frame, FrameMailbox, TriggerRequest, check_source
 from edge_inspector.config import AgentConfig, CameraConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
-from edge_inspector.health import Health, MetricsServer
+from edge_inspector.health import Counters, MetricsServer
 from edge_inspector.inspector import Inferred, Inspection, Inspector
 from edge_inspector.messages import CameraStatus, Status, Trigger, topics
 from edge_inspector.priority import default_inference_threads
@@ -67,7 +67,7 @@ class Agent:
         self.triggers: dict[str, queue.Queue[TriggerRequest]] = {
             camera.name: queue.Queue() for camera in config.cameras if camera.mode is CaptureMode.TRIGGERED
         }
-        self.health = Health()
+        self.counters = Counters()
         self.inspector: Inspector | None = None
         self.cameras: list[Camera] = []
         self.publisher: Publisher | None = None
@@ -109,14 +109,14 @@ class Agent:
             fresh = self._load_inspector()
         except EdgeInspectorError as exc:
             self._last_reload_error = str(exc)
-            self.health.add("reload_failures")
+            self.counters.add("reload_failures")
             log.error("reload refused, the current model keeps running: %s", exc)
         else:
             old, self.inspector = self.inspector, fresh
             if old is not None:
                 old.backend.close()
             self._last_reload_error = None
-            self.health.add("reloads")
+            self.counters.add("reloads")
             log.info("reloaded %s %s", fresh.model.name, fresh.model.version)
         self._publish_status()
 
@@ -135,7 +135,7 @@ class Agent:
         now = time.monotonic()
         started = {camera.config.name: camera for camera in self.cameras}
         cameras = [self._camera_status(c, started.get(c.name), now) for c in self.config.cameras]
-        counters = self.health.snapshot()
+        counters = self.counters.snapshot()
         for camera in cameras:
             for name, value in camera.counters.items():
                 counters[name] = counters.get(name, 0) + value
@@ -152,7 +152,7 @@ class Agent:
             model=self.inspector.model if self.inspector else None,
             cameras=cameras,
             reload_error=self._last_reload_error,
-            uptime_s=round(self.health.uptime(), 1),
+            uptime_s=round(self.counters.uptime(), 1),
             counters=counters,
             spool=spool,
             broker_connected=bool(self.publisher and self.publisher.connected),
@@ -196,7 +196,7 @@ class Agent:
                 trigger = Trigger.model_validate_json(payload)
             except ValueError as exc:
                 log.warning("ignoring malformed trigger %r: %s", payload[:200], exc)
-                self.health.add("bad_commands")
+                self.counters.add("bad_commands")
                 return
             self._route(trigger)
         elif topic == self.topics["reload"]:
@@ -215,7 +215,7 @@ class Agent:
                 repr(trigger.camera) if trigger.camera else "",
                 ", ".join(self.triggers) or "none",
             )
-            self.health.add("bad_commands")
+            self.counters.add("bad_commands")
             return
         at = time.monotonic()
         for target in targets:
@@ -246,10 +246,10 @@ class Agent:
             if not self.samples.wanted(item.is_defect, item.confidence):
                 continue
             if self.publisher.disk_full:  # keeping samples pauses: the disk's room is for verdicts
-                self.health.add("samples_skipped")
+                self.counters.add("samples_skipped")
             else:
                 self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
-        self.health.inferred([i.label for i in inspections])
+        self.counters.inferred([i.label for i in inspections])
 
     def _inspect(
         self, frames: list[Frame], output: Stage[tuple[Inspector, Inferred]], give_up: threading.Event
@@ -270,7 +270,7 @@ class Agent:
                 for frame in frames:
                     self._inspect([frame], output, give_up)
                 return
-            self.health.add("failed_frames")
+            self.counters.add("failed_frames")
             log.error("camera %s: could not inspect frame %d: %s", frames[0].camera, frames[0].index, exc)
             return
         if not output.put((inspector, inferred), give_up):
@@ -295,7 +295,7 @@ class Agent:
             if not camera.is_alive() or camera.stalled_for() > stall:
                 return False
             streaming = camera.state is CameraState.STREAMING and camera.config.mode is CaptureMode.FREE_RUNNING
-            if streaming and min(self.health.idle_for(), now - camera.state_since) >= stall:
+            if streaming and min(self.counters.idle_for(), now - camera.state_since) >= stall:
                 return False
         return True
 
@@ -329,7 +329,6 @@ class Agent:
             self.config.mqtt,
             station=self.config.station,
             spool=self.spool,
-            client_id=self.config.mqtt.client_id or f"edge-inspector-{self.config.station}",
             on_command=self._command if self.config.mqtt.commands else None,
             status_offline=offline,
             on_connected=self._publish_status,
@@ -414,4 +413,4 @@ class Agent:
             self.spool.close()
         if self.inspector is not None:
             self.inspector.backend.close()
-        log.info("stopped: %s", json.dumps(self.health.snapshot()))
+        log.info("stopped: %s", json.dumps(self.counters.snapshot()))

@@ -8,10 +8,10 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["Health", "MetricsServer", "render_metrics"]
+__all__ = ["Counters", "MetricsServer", "render_metrics"]
 
 
-class Health:
+class Counters:
     """Frames inferred, verdicts by label, reloads; and when frames last moved."""
 
     def __init__(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "CONTENT_TYPES",
     "SCHEMA_VERSION",
     "CameraStatus",
     "Latency",
@@ -28,6 +29,7 @@ __all__ = [
     "Trigger",
     "Verdict",
     "message_schemas",
+    "topic_root",
     "topics",
 ]
 
@@ -120,9 +122,17 @@ class Trigger(_Message):
     )
 
 
+CONTENT_TYPES = {"status": "application/json", "verdict": "application/json", "heatmap": "image/jpeg"}
+
+
+def topic_root(prefix: str, station: str) -> str:
+    """``{prefix}/{station}``: every topic of a station lies under it."""
+    return f"{prefix}/{station}"
+
+
 def topics(prefix: str, station: str) -> dict[str, str]:
     """Every topic of a station."""
-    root = f"{prefix}/{station}"
+    root = topic_root(prefix, station)
     return {
         "status": f"{root}/status",
         "verdict": f"{root}/verdict",

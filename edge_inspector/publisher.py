@@ -1,8 +1,9 @@
-"""The MQTT side of the agent: forwards the spool to the broker with paho-mqtt 2.x.
+"""The MQTT side of the agent: the broker connection, the spool it drains, the status it publishes (paho-mqtt 2.x).
 
-At-least-once: a sender thread publishes spooled rows in ``id`` order, at most
-``mqtt.max_inflight`` unacknowledged; a row leaves the spool only when the
-broker acknowledges it (PUBACK/PUBCOMP; QoS 0 once paho took it). When the
+At-least-once: a sender thread (:mod:`edge_inspector.sender`) publishes
+spooled rows in ``id`` order, at most ``mqtt.max_inflight`` unacknowledged; a
+row leaves the spool only when the broker acknowledges it (PUBACK/PUBCOMP;
+QoS 0 once paho took it). When the
 connection drops, the in-flight bookkeeping is reset and every unacknowledged
 row is sent again, in order, once paho has reconnected by itself. The MES may
 thus see a message twice (paho also retransmits its own copies): the ``seq``
@@ -16,32 +17,26 @@ since a clean disconnect does not trigger the will.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_inspector.config import MqttConfig
-from edge_inspector.errors import ConfigError
-from edge_inspector.messages import topics
-from edge_inspector.priority import run_in_background
-from edge_inspector.spool import Kind, Outgoing, Spool, SpoolError, SpoolFullError, SpoolItem
+from edge_inspector.messages import CONTENT_TYPES, topics
+from edge_inspector.mqtt_client import ConnectionProblems, make_client, message_properties, probe_broker
+from edge_inspector.sender import SpoolSender
+from edge_inspector.spool import Kind, Outgoing, Spool
 
 __all__ = ["Publisher"]
 
 log = logging.getLogger(__name__)
-_paho_log = logging.getLogger(f"{__name__}.paho")
-
-_IDLE_WAIT_S = 1.0  # the sender re-reads the spool at least this often, notified or not
-_SOCKET_ERRORS = ("failed to receive on socket", "timeout on socket")
-_CONTENT_TYPES: dict[str, str] = {"verdict": "application/json", "heatmap": "image/jpeg"}
 
 
 class Publisher:
@@ -82,55 +77,20 @@ class Publisher:
         self._v5 = config.protocol == "5"
         self.client_id = client_id or config.client_id or f"edge-inspector-{station}"
 
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._sender: threading.Thread | None = None
-        self._stopped = False
-        # Guarded by self._cond. Never call paho while holding it: paho holds its own locks in our callbacks.
-        self._connected = False
-        self._epoch = 0  # bumped on every disconnect: publishes of an older epoch are void
-        self._cursor = 0  # last row id handed to paho in this epoch
-        self._outstanding: dict[int, int] = {}  # paho mid -> spool row id, QoS >= 1, this epoch
-        self._unmatched: dict[int, ReasonCode] = {}  # acks that beat the sender's registration of the mid
-        self._dirty = False
-        self._last_error: str | None = None
-        self._socket_error: str | None = None
-        self._counts = {"published": 0, "acked": 0, "rejected": 0, "invalid": 0, "undurable": 0, "lost": 0}
+        self._lock = threading.Lock()  # guards the counters below
+        self._started = self._stopped = False
+        self._problems = ConnectionProblems()
+        self._counts = {"undurable": 0, "lost": 0}
         self._disk_full_since: float | None = None
-        self._ack_blocked = False  # acknowledged rows cannot be deleted (full disk); logged once
-        self._acked: list[int] = []  # spool rows the broker acknowledged, deleted by the sender thread
         self._connects = 0
         self._client = self._make_client()
+        self._sender = SpoolSender(spool, self._client, window=config.max_inflight, v5=self._v5)
 
-    # -- set-up ------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        cfg = self.config
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
-        )
-        client.on_log = self._on_log
-        client.suppress_exceptions = True  # an exception in a callback is logged; the network thread lives on
-        if cfg.username is not None:
-            password = cfg.password.get_secret_value() if cfg.password is not None else None
-            client.username_pw_set(cfg.username, password)
-        elif cfg.password is not None:
-            log.warning("mqtt: a password is set but no username; the password is not sent")
-        if cfg.tls is not None:
-            try:
-                client.tls_set(
-                    ca_certs=str(cfg.tls.ca_file),
-                    certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                    keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                )
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise ConfigError(f"mqtt.tls: cannot load the CA or client certificate ({exc})") from exc
-            client.tls_insecure_set(cfg.tls.insecure)
-        will_props = self._props(PacketTypes.WILLMESSAGE, "application/json")
+        client = make_client(self.config, self.client_id)
+        will_props = message_properties(self._v5, PacketTypes.WILLMESSAGE, CONTENT_TYPES["status"])
         client.will_set(self.topics["status"], self._status_offline, qos=1, retain=True, properties=will_props)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.max_inflight_messages_set(cfg.max_inflight)
+        client.on_log = self._problems.paho_log
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -138,23 +98,14 @@ class Publisher:
         client.on_message = self._on_message
         return client
 
-    def _props(self, packet_type: int, content_type: str, seq: int | None = None) -> Properties | None:
-        if not self._v5:
-            return None
-        props = Properties(packet_type)
-        props.ContentType = content_type
-        if seq is not None:
-            props.UserProperty = ("seq", str(seq))
-        return props
-
     # -- life cycle ----------------------------------------------------------
     def start(self) -> None:
         """Start connecting (in the background) and the sender thread."""
-        if self._sender is not None:
+        if self._started:
             return
+        self._started = True
         cfg = self.config
         log.info("mqtt: connecting to %s:%d as %s (MQTT %s)", cfg.host, cfg.port, self.client_id, cfg.protocol)
-        self._sender = threading.Thread(target=self._send_loop, name="edge-inspector-sender", daemon=True)
         self._sender.start()
         self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         self._client.loop_start()
@@ -168,11 +119,9 @@ class Publisher:
             return
         self._stopped = True
         deadline = time.monotonic() + timeout
-        self._stopping.set()
-        self.notify()  # wake the sender so it sees the stop
-        if self._sender is None:  # never started
+        self._sender.stop(timeout)
+        if not self._started:
             return
-        self._sender.join(max(0.1, deadline - time.monotonic()))
         if self.connected:
             info = self._publish_status(self._status_offline if final_status is None else final_status)
             try:
@@ -183,7 +132,7 @@ class Publisher:
                 log.warning("mqtt: the broker did not acknowledge the offline status; the last will stays")
         self._client.disconnect()
         self._client.loop_stop()
-        self._delete_acked()  # what the broker acknowledged after the sender stopped
+        self._sender.apply_answers()  # what the broker answered after the sender stopped
         log.info("mqtt: disconnected (%s)", self.stats())
 
     def __enter__(self) -> Publisher:
@@ -197,12 +146,12 @@ class Publisher:
     @property
     def connected(self) -> bool:
         """Whether the broker has accepted the connection and it is still up."""
-        return self._connected
+        return self._sender.up
 
     @property
     def last_error(self) -> str | None:
         """Why the last connection attempt failed or was refused; None while connected."""
-        return self._last_error
+        return self._problems.last
 
     @property
     def disk_full(self) -> bool:
@@ -213,14 +162,12 @@ class Publisher:
         """Counters: ``published``, ``acked``, ``reconnects``, ``rejected`` (by the broker),
         ``invalid`` (unpublishable rows dropped), ``inflight``, and while the disk is full
         ``undurable`` (published without a spool row) and ``lost`` (neither spooled nor sent)."""
-        with self._cond:
-            return {**self._counts, "reconnects": max(0, self._connects - 1), "inflight": len(self._outstanding)}
+        with self._lock:
+            return {**self._sender.stats(), **self._counts, "reconnects": max(0, self._connects - 1)}
 
     def notify(self) -> None:
-        """Wake the sender: something was spooled."""
-        with self._cond:
-            self._dirty = True
-            self._cond.notify_all()
+        """Wake the sender: something was put in the spool directly (:meth:`record` wakes it itself)."""
+        self._sender.notify()
 
     def record(self, builders: Sequence[Callable[[int], Sequence[tuple[Kind, bytes]]]]) -> list[int]:
         """Hand out one ``seq`` per builder and spool the (kind, payload) pairs each builds for it.
@@ -247,7 +194,7 @@ class Publisher:
                     time.monotonic() - self._disk_full_since,
                 )
                 self._disk_full_since = None
-            self.notify()
+            self._sender.notify()
             return recorded.seqs
         if self._disk_full_since is None:
             self._disk_full_since = time.monotonic()
@@ -258,15 +205,15 @@ class Publisher:
 
     def _outgoing(self, kind: Kind, payload: bytes) -> Outgoing:
         qos = self.config.qos if kind == "verdict" else self.config.heatmap_qos
-        return Outgoing(kind, self.topics[kind], payload, qos, content_type=_CONTENT_TYPES[kind])
+        return Outgoing(kind, self.topics[kind], payload, qos, content_type=CONTENT_TYPES[kind])
 
     def _publish_undurable(self, message: Outgoing, seq: int) -> None:
-        props = self._props(PacketTypes.PUBLISH, message.content_type or "", seq)
+        props = message_properties(self._v5, PacketTypes.PUBLISH, message.content_type or "", seq)
         sent = self.connected and (
             self._client.publish(message.topic, message.payload, qos=message.qos, properties=props).rc
             == MQTTErrorCode.MQTT_ERR_SUCCESS
         )
-        with self._cond:
+        with self._lock:
             self._counts["undurable" if sent else "lost"] += 1
 
     def publish_status(self, payload: bytes) -> bool:
@@ -276,7 +223,7 @@ class Publisher:
         return self._publish_status(payload).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _publish_status(self, payload: bytes) -> mqtt.MQTTMessageInfo:
-        props = self._props(PacketTypes.PUBLISH, "application/json")
+        props = message_properties(self._v5, PacketTypes.PUBLISH, CONTENT_TYPES["status"])
         return self._client.publish(self.topics["status"], payload, qos=1, retain=True, properties=props)
 
     def flush(self, timeout: float) -> bool:
@@ -289,29 +236,20 @@ class Publisher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            with self._cond:
-                self._cond.wait(min(remaining, 0.1))
+            self._sender.wait(min(remaining, 0.1))
 
     # -- paho callbacks (network thread) -----------------------------------
-    def _problem(self, message: str, level: int = logging.ERROR) -> None:
-        """Log a connection problem once per change of state."""
-        if message != self._last_error:
-            self._last_error = message
-            log.log(level, "mqtt: %s", message)
-
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Properties | None
     ) -> None:
         if reason.is_failure:
-            self._problem(f"{self.config.host}:{self.config.port} refused the connection: {reason}")
+            self._problems.report(f"{self.config.host}:{self.config.port} refused the connection: {reason}")
             return
-        with self._cond:
-            self._connected = True
+        with self._lock:
             self._connects += 1
-            self._dirty = True
-            self._cond.notify_all()
+        self._sender.link_up()
         log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
-        self._last_error = None
+        self._problems.clear()
         if self.config.commands:
             client.subscribe([(self.topics["trigger"], 1), (self.topics["reload"], 1)])
         if self._on_connected is not None:
@@ -320,46 +258,21 @@ class Publisher:
             except Exception:  # a bug in the callback must not kill paho's network thread
                 log.exception("mqtt: on_connected callback failed")
 
-    def _on_log(self, _client: mqtt.Client, _userdata: Any, level: int, message: str) -> None:
-        if message.startswith(_SOCKET_ERRORS):
-            self._socket_error = message  # reported once, in the "connection lost" warning
-        # paho 2.2 also reports "Client is not connected" as an error after every disconnect.
-        noise = message.startswith(("Client is not connected", *_SOCKET_ERRORS))
-        _paho_log.log(logging.DEBUG if noise else mqtt.LOGGING_LEVEL[level], "%s", message)
-
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self._problem(
-            f"cannot connect to the broker at {self.config.host}:{self.config.port}: {self._diagnose()}; "
+        self._problems.report(
+            f"cannot connect to the broker at {self.config.host}:{self.config.port}: {probe_broker(self.config)}; "
             "retrying (backoff up to 30 s)",
             logging.WARNING,
-        )
-
-    def _diagnose(self) -> str:
-        """Why a connection attempt failed: paho swallows the error, so probe the port once."""
-        try:
-            with socket.create_connection((self.config.host, self.config.port), timeout=2.0):
-                pass
-        except OSError as exc:  # refused, unreachable, unknown host, timeout
-            return exc.strerror or str(exc) or type(exc).__name__
-        return "the port answers, so the TLS or MQTT handshake failed" + (
-            " (check mqtt.tls)" if self.config.tls else ""
         )
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Properties | None
     ) -> None:
-        with self._cond:
-            was_connected = self._connected
-            self._connected = False
-            self._epoch += 1
-            self._cursor = 0
-            unacked = len(self._outstanding)
-            self._outstanding.clear()
-            self._unmatched.clear()
-            self._cond.notify_all()
-        if was_connected and not self._stopping.is_set():
-            why, self._socket_error = (self._socket_error or str(reason)), None
-            self._problem(
+        was_connected = self._sender.up
+        unacked = self._sender.link_down()
+        if was_connected and not self._stopped:
+            why = self._problems.lost_because(reason)
+            self._problems.report(
                 f"connection to {self.config.host}:{self.config.port} lost ({why}); "
                 f"{unacked} unacknowledged message(s) will be sent again",
                 logging.WARNING,
@@ -368,13 +281,7 @@ class Publisher:
     def _on_publish(
         self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Properties | None
     ) -> None:
-        with self._cond:
-            row = self._outstanding.pop(mid, None)
-            if row is None:
-                self._unmatched[mid] = reason
-                return
-            self._settle(row, reason)
-            self._cond.notify_all()
+        self._sender.answer(mid, reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._on_command is None or message.topic not in (self.topics["trigger"], self.topics["reload"]):
@@ -383,102 +290,3 @@ class Publisher:
             self._on_command(message.topic, bytes(message.payload))
         except Exception:  # a bug in the handler must not kill paho's network thread
             log.exception("mqtt: command handler failed for %s", message.topic)
-
-    def _settle(self, row: int, reason: ReasonCode | None) -> None:
-        """The broker answered for ``row``: the sender deletes it, or it stays when refused. Holds self._cond.
-
-        No disk I/O here: this runs on paho's network thread, and an fsync
-        there would stall keepalives and acknowledgements.
-        """
-        if reason is not None and reason.is_failure:
-            self._counts["rejected"] += 1
-            log.error("mqtt: the broker refused spool row %d (%s); kept, retried after a reconnect", row, reason)
-        else:
-            self._acked.append(row)
-            self._cond.notify_all()
-
-    def _delete_acked(self) -> None:
-        """Delete the rows the broker acknowledged, in one transaction (sender thread)."""
-        with self._cond:
-            rows, self._acked = self._acked, []
-        if not rows:
-            return
-        try:
-            self._spool.ack_many(rows)
-        except SpoolFullError as exc:  # once per episode: on a full disk every delete fails
-            if not self._ack_blocked:
-                self._ack_blocked = True
-                log.error("mqtt: %s; delivered rows stay (and go again) until the disk has room", exc)
-            return
-        except SpoolError as exc:
-            log.error("mqtt: %s; the rows will be sent again", exc)
-            return
-        self._ack_blocked = False
-        with self._cond:
-            self._counts["acked"] += len(rows)
-            self._cond.notify_all()
-
-    def _drop(self, row: int) -> None:
-        try:
-            self._spool.ack(row)
-        except SpoolError as exc:
-            log.error("mqtt: %s; the row will be sent again", exc)
-
-    # -- sender thread -------------------------------------------------------
-    def _send_loop(self) -> None:
-        run_in_background()
-        while not self._stopping.is_set():
-            self._delete_acked()
-            with self._cond:
-                room = self.config.max_inflight - len(self._outstanding)
-                if not self._connected or room <= 0:
-                    if not self._acked:
-                        self._cond.wait(_IDLE_WAIT_S)
-                    continue
-                epoch, cursor = self._epoch, self._cursor
-                self._dirty = False
-            try:
-                items = self._spool.pending(room, after_id=cursor)
-            except SpoolError as exc:
-                log.error("mqtt: %s", exc)
-                self._stopping.wait(_IDLE_WAIT_S)
-                continue
-            if not items:
-                with self._cond:
-                    if not self._dirty and not self._acked and not self._stopping.is_set():
-                        self._cond.wait(_IDLE_WAIT_S)
-                continue
-            for item in items:
-                if self._stopping.is_set() or not self._send(item, epoch):
-                    break
-
-    def _send(self, item: SpoolItem, epoch: int) -> bool:
-        """Hand one row to paho; False when the batch should stop (disconnected, queue full)."""
-        props = self._props(PacketTypes.PUBLISH, item.content_type or _CONTENT_TYPES[item.kind], item.seq)
-        try:
-            info = self._client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain, properties=props)
-        except ValueError as exc:  # bad topic or oversized payload: it can never be sent
-            log.error("mqtt: dropping unpublishable %s seq=%d: %s", item.kind, item.seq, exc)
-            with self._cond:
-                self._counts["invalid"] += 1
-                self._cursor = item.id if epoch == self._epoch else self._cursor
-            self._drop(item.id)
-            return True
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # e.g. the connection just dropped
-            log.debug("mqtt: publish of seq=%d deferred: %s", item.seq, mqtt.error_string(info.rc))
-            self._stopping.wait(0.1)  # no busy loop until on_disconnect has run
-            return False
-        with self._cond:
-            self._counts["published"] += 1
-            if epoch != self._epoch:  # disconnected meanwhile: sent again from the start
-                return False
-            self._cursor = item.id
-            if item.qos > 0 and info.mid not in self._unmatched:
-                self._outstanding[info.mid] = item.id
-            else:  # QoS 0 is done once paho took it; or the PUBACK arrived before this line
-                self._settle(item.id, self._unmatched.get(info.mid) if item.qos else None)
-            # Everything this thread published is registered now, so what is left
-            # unmatched belongs to status messages or older epochs.
-            self._unmatched.clear()
-            self._cond.notify_all()
-        return True

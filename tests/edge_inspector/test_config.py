@@ -7,6 +7,7 @@ import pytest
 from edge_inspector.cli import main
 from edge_inspector.config import CaptureMode, HeatmapPolicy, load_config
 from edge_inspector.errors import ConfigError
+from edge_inspector.messages import topics
 
 GOOD = """
 station: line3-aoi
@@ -42,7 +43,7 @@ def test_good_config_with_defaults(tmp_path: Path, password: Path) -> None:
     assert config.mqtt.heatmap is HeatmapPolicy.DEFECTS
     assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(config) and "s3cret" not in config.model_dump_json()
-    assert config.topic_root == "edge-inspector/line3-aoi"
+    assert topics(config.mqtt.prefix, config.station)["verdict"] == "edge-inspector/line3-aoi/verdict"
 
 
 def test_environment_overrides_fields(tmp_path: Path, password: Path) -> None:

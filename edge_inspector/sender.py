@@ -1,0 +1,182 @@
+"""The sender thread: forwards spooled rows to paho in order and deletes what the broker acknowledged.
+
+At most ``window`` rows are unanswered at a time; the bookkeeping is
+:class:`~edge_inspector.inflight.InFlight`. Paho's network thread reports the
+connection going up or down and the broker's answers; they only touch memory
+there (an fsync on that thread would stall keepalives), and this thread
+applies them to the spool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+
+from edge_inspector.inflight import Answer, InFlight
+from edge_inspector.messages import CONTENT_TYPES
+from edge_inspector.mqtt_client import message_properties
+from edge_inspector.priority import run_in_background
+from edge_inspector.spool import Spool, SpoolError, SpoolFullError, SpoolItem
+
+__all__ = ["SpoolSender"]
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 1.0  # the sender re-reads the spool at least this often, notified or not
+
+
+class SpoolSender:
+    """Drains ``spool`` through ``client``; ``counts`` are ``published``, ``acked``, ``rejected``, ``invalid``."""
+
+    def __init__(self, spool: Spool, client: mqtt.Client, *, window: int, v5: bool) -> None:
+        self._spool = spool
+        self._client = client
+        self._window = window
+        self._v5 = v5
+        # Guarded by self._cond. Never call paho while holding it: paho holds its own locks in our callbacks.
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inflight = InFlight()
+        self._up = False
+        self._dirty = False
+        self._ack_blocked = False  # acknowledged rows cannot be deleted (full disk); logged once
+        self.counts = {"published": 0, "acked": 0, "rejected": 0, "invalid": 0}
+
+    @property
+    def up(self) -> bool:
+        """Whether the connection is up, as paho last reported it."""
+        return self._up
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="edge-inspector-sender", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop the thread, waiting up to ``timeout`` seconds; rows not acknowledged stay spooled."""
+        self._stopping.set()
+        self.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def notify(self) -> None:
+        """Wake the thread: something was spooled."""
+        with self._cond:
+            self._dirty = True
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """Block until something changes (a row answered, the connection) or ``timeout`` seconds pass."""
+        with self._cond:
+            self._cond.wait(timeout)
+
+    def stats(self) -> dict[str, int]:
+        """The counts and ``inflight``, the rows awaiting an answer."""
+        with self._cond:
+            return {**self.counts, "inflight": len(self._inflight)}
+
+    # -- from paho's network thread --------------------------------------------
+    def link_up(self) -> None:
+        """The connection is up: send from the first unacknowledged row."""
+        with self._cond:
+            self._up = True
+            self._dirty = True
+            self._cond.notify_all()
+
+    def link_down(self) -> int:
+        """The connection dropped: unanswered rows go again; returns how many there were."""
+        with self._cond:
+            self._up = False
+            unanswered = self._inflight.lost()
+            self._cond.notify_all()
+        return unanswered
+
+    def answer(self, mid: int, reason: Answer | None) -> None:
+        """The broker answered message ``mid``."""
+        with self._cond:
+            self._inflight.answer(mid, reason)
+            self._cond.notify_all()
+
+    # -- on this thread (and once more after it stopped) -----------------------
+    def apply_answers(self) -> None:
+        """Delete the rows the broker acknowledged, in one transaction; log those it refused."""
+        with self._cond:
+            rows, refused = self._inflight.take()
+            self.counts["rejected"] += len(refused)
+        for row, reason in refused:
+            log.error("mqtt: the broker refused spool row %d (%s); kept, retried after a reconnect", row, reason)
+        if not rows:
+            return
+        try:
+            self._spool.ack_many(rows)
+        except SpoolFullError as exc:  # once per episode: on a full disk every delete fails
+            if not self._ack_blocked:
+                self._ack_blocked = True
+                log.error("mqtt: %s; delivered rows stay (and go again) until the disk has room", exc)
+            return
+        except SpoolError as exc:
+            log.error("mqtt: %s; the rows will be sent again", exc)
+            return
+        self._ack_blocked = False
+        with self._cond:
+            self.counts["acked"] += len(rows)
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        run_in_background()
+        while not self._stopping.is_set():
+            self.apply_answers()
+            with self._cond:
+                room = self._inflight.room(self._window)
+                if not self._up or room <= 0:
+                    if not self._inflight.answered:
+                        self._cond.wait(_IDLE_WAIT_S)
+                    continue
+                epoch, cursor = self._inflight.epoch, self._inflight.cursor
+                self._dirty = False
+            try:
+                items = self._spool.pending(room, after_id=cursor)
+            except SpoolError as exc:
+                log.error("mqtt: %s", exc)
+                self._stopping.wait(_IDLE_WAIT_S)
+                continue
+            if not items:
+                with self._cond:
+                    if not self._dirty and not self._inflight.answered and not self._stopping.is_set():
+                        self._cond.wait(_IDLE_WAIT_S)
+                continue
+            for item in items:
+                if self._stopping.is_set() or not self._send(item, epoch):
+                    break
+
+    def _send(self, item: SpoolItem, epoch: int) -> bool:
+        """Hand one row to paho; False when the batch should stop (disconnected, queue full)."""
+        content_type = item.content_type or CONTENT_TYPES[item.kind]
+        props = message_properties(self._v5, PacketTypes.PUBLISH, content_type, item.seq)
+        try:
+            info = self._client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain, properties=props)
+        except ValueError as exc:  # bad topic or oversized payload: it can never be sent
+            log.error("mqtt: deleting unpublishable %s seq=%d: %s", item.kind, item.seq, exc)
+            with self._cond:
+                self.counts["invalid"] += 1
+                self._inflight.skipped(item.id, epoch)
+            try:
+                self._spool.ack(item.id)
+            except SpoolError as delete_error:
+                log.error("mqtt: %s; the row will be sent again", delete_error)
+            return True
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # e.g. the connection just dropped
+            log.debug("mqtt: publish of seq=%d deferred: %s", item.seq, mqtt.error_string(info.rc))
+            self._stopping.wait(0.1)  # no busy loop until on_disconnect has run
+            return False
+        with self._cond:
+            self.counts["published"] += 1
+            current = self._inflight.handed(item.id, info.mid, item.qos, epoch)  # False: disconnected meanwhile
+            self._cond.notify_all()
+        return current

@@ -1,0 +1,71 @@
+"""The publisher's in-flight bookkeeping on its own, no broker: epochs, cursor, early and refused answers."""
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_inspector.inflight import InFlight
+
+OK = ReasonCode(PacketTypes.PUBACK, "Success")
+REFUSED = ReasonCode(PacketTypes.PUBACK, "Not authorized")
+
+
+def test_rows_wait_for_their_answer_within_the_window() -> None:
+    inflight = InFlight()
+    assert inflight.handed(row=1, mid=11, qos=1, epoch=0) and inflight.handed(row=2, mid=12, qos=1, epoch=0)
+    assert len(inflight) == 2 and inflight.room(3) == 1 and inflight.cursor == 2
+    assert not inflight.answered and inflight.take() == ([], [])
+    inflight.answer(12, OK)
+    assert inflight.answered and inflight.take() == ([2], []) and len(inflight) == 1
+    assert not inflight.answered  # taken once
+
+
+def test_qos_0_is_done_once_handed() -> None:
+    inflight = InFlight()
+    inflight.handed(row=5, mid=1, qos=0, epoch=0)
+    assert len(inflight) == 0 and inflight.take() == ([5], [])
+
+
+def test_an_answer_that_beats_the_registration_is_applied_when_the_row_is_registered() -> None:
+    inflight = InFlight()
+    inflight.answer(7, OK)  # paho's network thread was faster than the sender
+    assert not inflight.answered
+    inflight.handed(row=3, mid=7, qos=1, epoch=0)
+    assert inflight.take() == ([3], []) and len(inflight) == 0
+
+
+def test_unmatched_answers_of_other_messages_are_forgotten() -> None:
+    inflight = InFlight()
+    inflight.answer(99, OK)  # the status message's PUBACK: not a spool row
+    inflight.handed(row=1, mid=5, qos=1, epoch=0)
+    inflight.handed(row=2, mid=99, qos=1, epoch=0)  # paho reuses mid 99 later
+    assert len(inflight) == 2 and inflight.take() == ([], [])
+
+
+def test_a_refused_row_is_reported_and_not_acknowledged() -> None:
+    inflight = InFlight()
+    inflight.handed(row=4, mid=8, qos=2, epoch=0)
+    inflight.answer(8, REFUSED)
+    acked, refused = inflight.take()
+    assert acked == [] and refused == [(4, REFUSED)]
+
+
+def test_a_lost_connection_starts_a_new_epoch_from_the_first_row() -> None:
+    inflight = InFlight()
+    inflight.handed(row=1, mid=1, qos=1, epoch=0)
+    inflight.handed(row=2, mid=2, qos=1, epoch=0)
+    assert inflight.lost() == 2
+    assert (inflight.epoch, inflight.cursor, len(inflight)) == (1, 0, 0)
+    inflight.answer(1, OK)  # an answer from the old connection matches nothing registered now
+    assert not inflight.handed(row=3, mid=3, qos=1, epoch=0)  # the sender read this row before the drop
+    assert inflight.cursor == 0 and len(inflight) == 0
+    assert inflight.handed(row=1, mid=4, qos=1, epoch=1)  # sent again from the start
+    assert inflight.take() == ([], [])
+
+
+def test_skipping_an_unpublishable_row_moves_the_cursor_in_its_epoch_only() -> None:
+    inflight = InFlight()
+    inflight.skipped(6, epoch=0)
+    assert inflight.cursor == 6
+    inflight.lost()
+    inflight.skipped(9, epoch=0)
+    assert inflight.cursor == 0
