@@ -42,7 +42,7 @@ demo: $(STAMP) system-deps
 	$(BIN)/edge-deploy quantize --bundle $(DEMO_BUNDLE) --calibration $(DEMO_DATA)
 	$(BIN)/edge-deploy check-tensorrt --bundle $(DEMO_BUNDLE)
 	$(BIN)/edge-deploy verify --bundle $(DEMO_BUNDLE) --threads 2
-	$(BIN)/python -m deploy.demo --bundle $(DEMO_BUNDLE) --out demo
+	$(BIN)/python -m examples.demo --bundle $(DEMO_BUNDLE) --out demo
 	@echo "training report: $(DEMO_RUN)/report.html   heatmaps: demo/heatmaps/"
 
 test: $(STAMP) system-deps

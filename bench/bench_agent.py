@@ -13,7 +13,7 @@ In one run, with one bundle and one thread count:
    a QoS 1 message as it acknowledges it);
 3. the cost of each stage of a frame's way, timed alone on the same frames.
 
-    .venv/bin/python bench/bench_agent.py [--work DIR] [--seconds 20] [--cameras 1 4] [--threads N]
+    .venv/bin/python -m bench.bench_agent [--work DIR] [--seconds 20] [--cameras 1 4] [--threads N]
 
 Broker and subscriber share the machine's cores with the agent, as they
 would not on a line; the ratio is thus a lower bound.
@@ -43,17 +43,17 @@ import paho.mqtt.client as mqtt
 import yaml
 
 from deploy.bench import cpu_flags, make_bench_bundle
-from deploy.broker import LocalBroker
 from edge_inspector.backends import BackendKind, BackendOptions, backend_class
 from edge_inspector.bundle import Precision, load_bundle
 from edge_inspector.capture import Frame
 from edge_inspector.config import HeatmapPolicy, MqttConfig
 from edge_inspector.inspector import Inspector
-from edge_inspector.messages import Verdict
+from edge_inspector.messages import Verdict, topics
 from edge_inspector.preprocess import crop_roi, resize_and_crop
 from edge_inspector.priority import default_inference_threads
 from edge_inspector.publisher import Publisher
 from edge_inspector.spool import Spool
+from examples.local_broker import LocalBroker
 from trainer.synth.video import render_frames, write_video
 
 STATION = "bench"
@@ -122,11 +122,7 @@ class _Counter:
     def __init__(self, broker: LocalBroker) -> None:
         self.received: list[tuple[float, bytes]] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, *_: c.subscribe(f"edge-inspector/{STATION}/verdict", qos=1)
-        self.client.on_message = self._message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
+        self.client = broker.subscribe(topics("edge-inspector", STATION)["verdict"], self._message)
 
     def _message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         arrived = time.time()

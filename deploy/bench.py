@@ -20,7 +20,8 @@ import numpy as np
 from deploy.timing import Timing, measure
 from edge_inspector.backends import BackendKind, BackendOptions, available_backends, backend_class
 from edge_inspector.bundle import Bundle, Precision, load_bundle
-from edge_inspector.errors import BackendError, CheckpointError
+from edge_inspector.errors import BackendError
+from trainer.errors import CheckpointError
 
 __all__ = ["BenchRow", "bench_bundle", "cpu_flags", "format_bench", "make_bench_bundle", "write_bench_json"]
 

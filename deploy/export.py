@@ -31,10 +31,11 @@ from edge_inspector.bundle import (
     load_bundle,
     write_manifest,
 )
-from edge_inspector.errors import BundleError, CheckpointError
+from edge_inspector.errors import BundleError
 from edge_inspector.preprocess import InputSpec, resize_and_crop
 from trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from trainer.data import Sample, load_rgb
+from trainer.errors import CheckpointError
 from trainer.evaluation import split_samples
 from trainer.model import DefectNet
 

@@ -31,8 +31,9 @@ from onnxruntime.quantization import CalibrationMethod as OrtMethod
 from deploy.export import FP32_FILE, load_images, onnx_session
 from deploy.qdq_placement import WEIGHTED_OPS, float_regions, name_nodes
 from edge_inspector.bundle import IMAGE, LOGITS, Bundle, Precision, Variant, load_bundle, write_manifest
-from edge_inspector.errors import BundleError, CheckpointError, DatasetError
+from edge_inspector.errors import BundleError
 from trainer.data import Sample, scan_folder
+from trainer.errors import CheckpointError, DatasetError
 from trainer.evaluation import folder_samples, split_samples
 
 __all__ = [

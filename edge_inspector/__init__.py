@@ -1,11 +1,13 @@
 """Edge Inspector: the on-device inspection agent and the contracts it owns."""
 
 from edge_inspector.errors import (
-    CheckpointError,
+    BackendError,
+    BundleError,
     ConfigError,
-    DatasetError,
     EdgeInspectorError,
-    WeightsError,
+    EngineMismatchError,
+    SpoolError,
+    SpoolFullError,
 )
 from edge_inspector.heatmap import overlay_heatmap
 from edge_inspector.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputSpec, resize_and_crop
@@ -15,12 +17,14 @@ __version__ = "0.1.0"
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "CheckpointError",
+    "BackendError",
+    "BundleError",
     "ConfigError",
-    "DatasetError",
     "EdgeInspectorError",
+    "EngineMismatchError",
     "InputSpec",
-    "WeightsError",
+    "SpoolError",
+    "SpoolFullError",
     "__version__",
     "overlay_heatmap",
     "resize_and_crop",

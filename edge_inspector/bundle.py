@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge_inspector.errors import BundleError
+from edge_inspector.errors import BundleError, validation_problems
 from edge_inspector.preprocess import InputSpec
 
 __all__ = [
@@ -170,9 +170,7 @@ def _read_manifest(root: Path) -> BundleManifest:
     try:
         return BundleManifest.model_validate_json(path.read_bytes())
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "manifest"
-        raise BundleError(f"{path}: invalid manifest ({where}: {first['msg']})") from exc
+        raise BundleError(f"{path}: invalid manifest ({validation_problems(exc, whole='manifest')})") from exc
 
 
 def load_bundle(root: Path, *, verify: bool = True) -> Bundle:

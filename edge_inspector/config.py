@@ -12,6 +12,7 @@ and is never logged.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from edge_inspector.backends.base import BackendKind
 from edge_inspector.bundle import Precision
-from edge_inspector.errors import ConfigError
+from edge_inspector.errors import ConfigError, validation_problems
 
 __all__ = [
     "ENV_PREFIX",
@@ -274,12 +275,11 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfi
         return AgentConfig.model_validate(values)
     except ValidationError as exc:
         single = "camera" in values and "cameras" not in values
-        problems = "; ".join(f"{_field(err['loc'], single) or 'config'}: {err['msg']}" for err in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from exc
+        raise ConfigError(f"{path}: {validation_problems(exc, field=lambda loc: _field(loc, single))}") from exc
 
 
-def _field(loc: tuple[int | str, ...], single_camera: bool) -> str:
+def _field(loc: Sequence[int | str], single_camera: bool) -> str:
     """A field's dotted path as the user wrote it: ``camera.fps`` in a one-camera file, not ``cameras.0.fps``."""
-    if single_camera and loc[:2] == ("cameras", 0):
+    if single_camera and tuple(loc[:2]) == ("cameras", 0):
         loc = ("camera", *loc[2:])
     return ".".join(str(part) for part in loc)

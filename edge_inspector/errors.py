@@ -1,30 +1,34 @@
-"""Errors a user can act on, raised across the whole product.
+"""Errors a user can act on: the agent's and the model bundle's (the trainer's are in ``trainer.errors``).
 
 Hierarchy::
 
     EdgeInspectorError            one clear line for the user, non-zero exit
     +-- ConfigError               a config file or flag is wrong
-    +-- DatasetError              an image folder cannot be used for training
-    +-- WeightsError              initial weights cannot be found or loaded
-    +-- CheckpointError           a training run or checkpoint is missing or broken
     +-- BundleError               a model bundle is missing, incomplete or tampered with
     +-- BackendError              an inference backend is missing or cannot run a bundle
-        +-- EngineMismatchError   a TensorRT engine was built for another GPU or TensorRT
+    |   +-- EngineMismatchError   a TensorRT engine was built for another GPU or TensorRT
+    +-- SpoolError                the spool cannot be opened or written
+        +-- SpoolFullError        the disk is full
 
+``trainer.errors`` adds DatasetError, WeightsError and CheckpointError.
 Anything else escaping a CLI is a bug and is shown with its traceback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+from pydantic import ValidationError
+
 __all__ = [
     "BackendError",
     "BundleError",
-    "CheckpointError",
     "ConfigError",
-    "DatasetError",
     "EdgeInspectorError",
     "EngineMismatchError",
-    "WeightsError",
+    "SpoolError",
+    "SpoolFullError",
+    "validation_problems",
 ]
 
 
@@ -34,18 +38,6 @@ class EdgeInspectorError(Exception):
 
 class ConfigError(EdgeInspectorError):
     """A configuration file, field or command-line flag is invalid."""
-
-
-class DatasetError(EdgeInspectorError):
-    """An image folder cannot be used (missing, empty class, one class...)."""
-
-
-class WeightsError(EdgeInspectorError):
-    """Initial model weights cannot be found or do not fit the model."""
-
-
-class CheckpointError(EdgeInspectorError):
-    """A training run directory or checkpoint is missing or unreadable."""
 
 
 class BundleError(EdgeInspectorError):
@@ -58,3 +50,22 @@ class BackendError(EdgeInspectorError):
 
 class EngineMismatchError(BackendError):
     """A TensorRT engine does not match this GPU or TensorRT version: rebuild it."""
+
+
+class SpoolError(EdgeInspectorError):
+    """The spool cannot be opened or written (unwritable folder, full disk, corrupt file)."""
+
+
+class SpoolFullError(SpoolError):
+    """The disk (or the database) is full: nothing more can be written until room comes back."""
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_problems(
+    exc: ValidationError, *, whole: str = "config", field: Callable[[Sequence[int | str]], str] = _dotted
+) -> str:
+    """Every problem pydantic found, as ``field.path: message; ...`` on one line (``whole`` for the top level)."""
+    return "; ".join(f"{field(err['loc']) or whole}: {err['msg']}" for err in exc.errors())

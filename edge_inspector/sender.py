@@ -16,11 +16,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 
+from edge_inspector.errors import SpoolError, SpoolFullError
 from edge_inspector.inflight import Answer, InFlight
 from edge_inspector.messages import CONTENT_TYPES
 from edge_inspector.mqtt_client import message_properties
 from edge_inspector.priority import run_in_background
-from edge_inspector.spool import Spool, SpoolError, SpoolFullError, SpoolItem
+from edge_inspector.spool import Spool, SpoolItem
 
 __all__ = ["SpoolSender"]
 

@@ -37,9 +37,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from edge_inspector.errors import EdgeInspectorError
+from edge_inspector.errors import SpoolError, SpoolFullError
 
-__all__ = ["KINDS", "Kind", "Outgoing", "Recorded", "Spool", "SpoolError", "SpoolFullError", "SpoolItem"]
+__all__ = ["KINDS", "Kind", "Outgoing", "Recorded", "Spool", "SpoolItem"]
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,6 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0), ('evicted_verdict', 0
 # AUTOINCREMENT: ids are never reused, even after the table empties, so a
 # reader that remembers the last id it saw (``pending(after_id=...)``) never
 # misses a new row.
-
-
-class SpoolError(EdgeInspectorError):
-    """The spool cannot be opened or written (unwritable folder, full disk, corrupt file)."""
-
-
-class SpoolFullError(SpoolError):
-    """The disk (or the database) is full: nothing more can be written until room comes back."""
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from edge_inspector.backends.tensorrt import TensorRTBackend
+
 SMALL_SIZE = 64
-
-
-def _gpu_present() -> bool:
-    """TensorRT and pycuda import and see at least one CUDA device."""
-    if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
-        return False
-    try:
-        import pycuda.driver as cuda
-
-        cuda.init()
-        return cuda.Device.count() > 0
-    except Exception:  # a driver or library problem means no usable GPU here
-        return False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``gpu`` tests on machines without CUDA, TensorRT and pycuda."""
-    if not any("gpu" in item.keywords for item in items) or _gpu_present():
+    if not any("gpu" in item.keywords for item in items) or TensorRTBackend.available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU with TensorRT and pycuda (pip install '.[tensorrt]')")
     for item in items:

@@ -20,13 +20,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from deploy.broker import BrokerUnavailable, LocalBroker
+from examples.local_broker import BrokerUnavailable, LocalBroker, free_port
 
-__all__ = ["MosquittoBroker", "Received", "Subscriber"]
+__all__ = ["MosquittoBroker", "Received", "Subscriber", "free_port"]
 
 
 class MosquittoBroker(LocalBroker):
-    """:class:`deploy.broker.LocalBroker` that skips the test when mosquitto is missing."""
+    """:class:`examples.local_broker.LocalBroker` that skips the test when mosquitto is missing."""
 
     def __init__(self, **kwargs: Any) -> None:
         try:

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from edge_inspector.errors import CheckpointError
 from edge_inspector.preprocess import InputSpec
+from trainer.errors import CheckpointError
 from trainer.model import DefectNet, build_model
 
 __all__ = ["CHECKPOINT_FORMAT", "RESUME_ONLY", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]

@@ -19,6 +19,7 @@ from edge_inspector.console import run_command
 from edge_inspector.errors import ConfigError
 from trainer.config import TrainConfig, load_train_config
 from trainer.engine import StepStats
+from trainer.synth import DEFAULT_VIEW
 
 __all__ = ["main"]
 
@@ -118,7 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=128, help="side of the square images in pixels (default: 128)")
     s.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
     s.add_argument(
-        "--view", type=float, default=0.3, help="fraction of the board side in view (1 = whole board; default 0.3)"
+        "--view",
+        type=float,
+        default=DEFAULT_VIEW,
+        help=f"fraction of the board side in view (1 = whole board; default {DEFAULT_VIEW})",
     )
     s.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="rendering processes (default: the CPU count)"

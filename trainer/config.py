@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge_inspector.errors import ConfigError
+from edge_inspector.errors import ConfigError, validation_problems
 
 __all__ = ["ATTENTION_STAGES", "FREEZABLE_STAGES", "AmpMode", "Augment", "LossKind", "TrainConfig", "load_train_config"]
 
@@ -156,7 +156,4 @@ def load_train_config(path: Path | None, overrides: dict[str, Any]) -> TrainConf
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from exc
+        raise ConfigError(f"{source}: {validation_problems(exc)}") from exc

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edge_inspector.errors import DatasetError
+from trainer.errors import DatasetError
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from edge_inspector.errors import CheckpointError, DatasetError
 from trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from trainer.data import ImageDataset, Sample, scan_folder
 from trainer.engine import evaluate
+from trainer.errors import CheckpointError, DatasetError
 from trainer.metrics import classification_metrics
 from trainer.pointing import pointing_score
 from trainer.report import collect_cam_examples, write_report

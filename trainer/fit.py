@@ -21,7 +21,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
-from edge_inspector.errors import CheckpointError
 from edge_inspector.preprocess import InputSpec
 from trainer.checkpoint import RESUME_ONLY, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
@@ -29,6 +28,7 @@ from trainer.data import DatasetSplit, ImageDataset, class_counts, discover, fin
 from trainer.distributed import DistContext, ShardSampler, gather_objects, init_distributed, shutdown_distributed
 from trainer.ema import WeightAverage, half_life_decay
 from trainer.engine import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
+from trainer.errors import CheckpointError
 from trainer.evaluation import write_evaluation
 from trainer.freezing import count_parameters, freeze_stages
 from trainer.losses import BoxGuidance, build_loss

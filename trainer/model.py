@@ -18,9 +18,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 from torchvision.models.resnet import Bottleneck
 
-from edge_inspector.errors import WeightsError
 from trainer.cbam import CBAM
 from trainer.config import ATTENTION_STAGES, FREEZABLE_STAGES
+from trainer.errors import WeightsError
 
 __all__ = [
     "CAM_STRIDES",

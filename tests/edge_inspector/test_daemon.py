@@ -22,10 +22,9 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from mjpeg_server import MjpegCamera
-from mqtt_broker import MosquittoBroker, Received, Subscriber
+from mqtt_broker import MosquittoBroker, Received, Subscriber, free_port
 from polling import wait_until
 
-from deploy.broker import free_port
 from edge_inspector.bundle import load_bundle, write_manifest
 from edge_inspector.messages import Status, Verdict
 from trainer.synth.video import render_frames, write_video

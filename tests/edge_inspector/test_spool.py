@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_inspector.errors import EdgeInspectorError
-from edge_inspector.spool import Spool, SpoolError, SpoolItem
+from edge_inspector.errors import EdgeInspectorError, SpoolError
+from edge_inspector.spool import Spool, SpoolItem
 
 MB = 1 << 20
 

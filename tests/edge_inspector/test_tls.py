@@ -5,9 +5,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from mqtt_broker import MosquittoBroker, Subscriber
+from mqtt_broker import MosquittoBroker, Subscriber, free_port
 
-from deploy.broker import free_port
 from edge_inspector.config import MqttConfig, TlsConfig
 from edge_inspector.publisher import Publisher
 from edge_inspector.spool import Spool

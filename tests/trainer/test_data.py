@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from edge_inspector.errors import DatasetError
 from edge_inspector.preprocess import InputSpec
 from trainer.data import (
     ImageDataset,
@@ -19,6 +18,7 @@ from trainer.data import (
     scan_folder,
     stratified_split,
 )
+from trainer.errors import DatasetError
 from trainer.transforms import train_transform
 
 

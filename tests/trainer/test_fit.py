@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_inspector.errors import CheckpointError
 from trainer.checkpoint import RESUME_ONLY, load_checkpoint
 from trainer.cli import main
 from trainer.config import TrainConfig
+from trainer.errors import CheckpointError
 from trainer.fit import fit
 
 REPORT_FILES = ("metrics.json", "history.csv", "curves.png", "confusion.png", "roc.png", "cam_grid.png", "report.html")

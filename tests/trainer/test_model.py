@@ -5,9 +5,9 @@ import pytest
 import torch
 import torchvision
 
-from edge_inspector.errors import WeightsError
 from edge_inspector.heatmap import cam_peak
 from trainer.cli import main as train_main
+from trainer.errors import WeightsError
 from trainer.model import AttentiveBottleneck, build_model, imagenet_weights_path
 
 

@@ -1,5 +1,5 @@
 """Procedural synthetic PCB images with injected defects, for training without real data."""
 
-from .generate import CLASSES, SynthSummary, generate_dataset, render_sample
+from .generate import CLASSES, DEFAULT_VIEW, SynthSummary, generate_dataset, render_sample
 
-__all__ = ["CLASSES", "SynthSummary", "generate_dataset", "render_sample"]
+__all__ = ["CLASSES", "DEFAULT_VIEW", "SynthSummary", "generate_dataset", "render_sample"]

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 CLASSES: tuple[str, ...] = ("ok", "missing_hole", "mouse_bite", "open_circuit", "short", "spur", "spurious_copper")
 MIN_SIZE, MAX_SIZE = 32, 1024
+DEFAULT_VIEW = 0.3  # an inspection close-up aimed at the defect, as a camera ROI on a line would be
 _MAX_TRIES = 30
 
 
@@ -47,7 +48,7 @@ def _check_class(cls: str) -> None:
 
 
 def render_pair(
-    cls: str, *, size: int, rng: np.random.Generator, view: float = 1.0
+    cls: str, *, size: int, rng: np.random.Generator, view: float = DEFAULT_VIEW
 ) -> tuple[np.ndarray, np.ndarray, PixelBox | None]:
     """Render one board with and without its defect under identical imaging.
 
@@ -62,7 +63,7 @@ def render_pair(
 
 
 def render_sample(
-    cls: str, *, size: int, rng: np.random.Generator, view: float = 1.0
+    cls: str, *, size: int, rng: np.random.Generator, view: float = DEFAULT_VIEW
 ) -> tuple[np.ndarray, PixelBox | None]:
     """Render one synthetic PCB image of class ``cls``.
 
@@ -87,7 +88,7 @@ def _check_view(view: float) -> None:
 
 
 def _render(
-    cls: str, size: int, rng: np.random.Generator, *, want_clean: bool, view: float = 1.0
+    cls: str, size: int, rng: np.random.Generator, *, want_clean: bool, view: float = DEFAULT_VIEW
 ) -> tuple[np.ndarray | None, np.ndarray, PixelBox | None]:
     _check_class(cls)
     _check_size(size)
@@ -133,7 +134,7 @@ def generate_dataset(
     size: int,
     seed: int,
     classes: Sequence[str] = CLASSES,
-    view: float = 1.0,
+    view: float = DEFAULT_VIEW,
     workers: int = 1,
 ) -> SynthSummary:
     """Write ``out/<class>/<class>_<i:04d>.png`` images with ``.json`` sidecars.

@@ -12,9 +12,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+
+import paho.mqtt.client as mqtt
 
 from edge_inspector.errors import EdgeInspectorError
 
@@ -37,6 +39,7 @@ def find_mosquitto() -> str | None:
 
 
 def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -120,6 +123,15 @@ class LocalBroker:
     def running(self) -> bool:
         """Whether the broker process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    def subscribe(self, topic: str, on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None]) -> mqtt.Client:
+        """An MQTT v5 client of this broker, subscribed to ``topic`` (QoS 1) at every connect, its loop running."""
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        client.on_message = on_message
+        client.connect(self.host, self.port)
+        client.loop_start()
+        return client
 
     def log(self) -> str:
         """What the broker has logged so far."""

@@ -1,7 +1,7 @@
 """The whole chain on one machine: a video of synthetic boards, a local Mosquitto,
 the agent, and a subscriber that prints verdicts and saves heatmaps.
 
-    python -m deploy.demo --bundle bundle/demo --out demo
+    python -m examples.demo --bundle bundle/demo --out demo
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import yaml
 
-from deploy.broker import LocalBroker
 from edge_inspector.errors import EdgeInspectorError
-from edge_inspector.messages import Verdict, topics
+from edge_inspector.messages import Verdict, topic_root, topics
+from examples.local_broker import LocalBroker
 from trainer.synth.video import render_frames, write_video
 
 STATION = "demo-line"
@@ -32,11 +32,7 @@ class _Collector:
         self.verdicts: list[Verdict] = []
         self.done = threading.Condition()
         self.topics = topics("edge-inspector", STATION)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, *_: c.subscribe(f"edge-inspector/{STATION}/#", qos=1)
-        self.client.on_message = self._message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
+        self.client = broker.subscribe(f"{topic_root('edge-inspector', STATION)}/#", self._message)
 
     def _message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topics["verdict"]:
