@@ -16,9 +16,12 @@ Anything else escaping a CLI is a bug and is shown with its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import typing
 
-from pydantic import ValidationError
+if typing.TYPE_CHECKING:  # annotations only: the module's namespace stays its errors
+    from collections.abc import Callable, Sequence
+
+    from pydantic import ValidationError
 
 __all__ = [
     "BackendError",

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module_name", ["edge_inspector", "edge_inspector.errors", "trainer.synth"])
+@pytest.mark.parametrize("module_name", ["edge_inspector", "edge_inspector.errors", "trainer.errors", "trainer.synth"])
 def test_all_is_complete(module_name: str) -> None:
     module = importlib.import_module(module_name)
     public = {name for name in vars(module) if not name.startswith("_") and not _is_module(getattr(module, name))}

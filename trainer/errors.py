@@ -11,18 +11,18 @@ command reports them the same way::
 
 from __future__ import annotations
 
-from edge_inspector.errors import EdgeInspectorError
+from edge_inspector import errors
 
 __all__ = ["CheckpointError", "DatasetError", "WeightsError"]
 
 
-class DatasetError(EdgeInspectorError):
+class DatasetError(errors.EdgeInspectorError):
     """An image folder cannot be used (missing, empty class, one class...)."""
 
 
-class WeightsError(EdgeInspectorError):
+class WeightsError(errors.EdgeInspectorError):
     """Initial model weights cannot be found or do not fit the model."""
 
 
-class CheckpointError(EdgeInspectorError):
+class CheckpointError(errors.EdgeInspectorError):
     """A training run directory or checkpoint is missing or unreadable."""
