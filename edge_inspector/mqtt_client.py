@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 
-from edge_inspector.config import MqttConfig
+from edge_inspector.config import MqttConfig, TlsConfig
 from edge_inspector.errors import ConfigError
 
 __all__ = ["ConnectionProblems", "make_client", "message_properties", "probe_broker"]
@@ -70,13 +71,28 @@ def message_properties(v5: bool, packet_type: int, content_type: str, seq: int |
 
 
 def probe_broker(config: MqttConfig) -> str:
-    """Why a connection attempt failed: paho swallows the error, so probe the port once."""
+    """Why a connection attempt failed: paho swallows the error, so connect once more, TLS handshake included."""
     try:
-        with socket.create_connection((config.host, config.port), timeout=2.0):
-            pass
+        with socket.create_connection((config.host, config.port), timeout=2.0) as sock:
+            if config.tls is None:
+                return "the port answers, so the MQTT handshake failed"
+            return _tls_problem(config.host, config.tls, sock)
     except OSError as exc:  # refused, unreachable, unknown host, timeout
         return exc.strerror or str(exc) or type(exc).__name__
-    return "the port answers, so the TLS or MQTT handshake failed" + (" (check mqtt.tls)" if config.tls else "")
+
+
+def _tls_problem(host: str, tls: TlsConfig, sock: socket.socket) -> str:
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file))
+        if tls.cert_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        context.check_hostname = not tls.insecure
+        with context.wrap_socket(sock, server_hostname=host):
+            return "the TLS handshake succeeds, so the MQTT handshake failed"
+    except ssl.SSLCertVerificationError as exc:
+        return f"the broker's certificate does not verify against mqtt.tls.ca_file {tls.ca_file}: {exc.verify_message}"
+    except ssl.SSLError as exc:
+        return f"the TLS handshake failed (check mqtt.tls): {exc.reason or exc}"
 
 
 class ConnectionProblems:

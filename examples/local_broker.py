@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -107,11 +108,24 @@ class LocalBroker:
         self.stop()
         raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout} s:\n{self.log()}")
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open, nothing is answered."""
+        if self.running:
+            self._proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+
+    def kill(self) -> None:
+        """End the broker at once (SIGKILL), paused or not: it answers nothing more and saves nothing."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+
     def stop(self) -> None:
         """Terminate the broker (SIGTERM: a persistent broker saves its state) and wait for it."""
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # a paused broker must run to handle SIGTERM
         proc.terminate()
         try:
             proc.wait(timeout=5)

@@ -53,10 +53,12 @@ def test_fp16_keeps_the_interface(bundle_dir: Path) -> None:
 def test_manifest_records_scores(bundle_dir: Path) -> None:
     manifest = load_bundle(bundle_dir).manifest
     assert set(manifest.variants) == {"fp32", "fp16", "int8-u8s8", "int8-s8s8"}
+    fp32 = manifest.variants["fp32"].accuracy
+    assert fp32 is not None
     for name in ("int8-u8s8", "int8-s8s8", "fp16"):
         variant = manifest.variants[name]
         assert variant.accuracy is not None and variant.top1_agreement is not None
-        assert variant.accuracy_delta is not None and -1.0 <= variant.accuracy_delta <= 1.0
+        assert variant.accuracy_delta == pytest.approx(variant.accuracy - fp32)  # same images as fp32's
     assert manifest.variants["fp16"].top1_agreement == 1.0
     calibration = manifest.variants["int8-u8s8"].calibration
     assert calibration is not None and calibration["method"] == "minmax" and calibration["images"] == 42

@@ -57,7 +57,8 @@ def test_onnxruntime_and_openvino_are_here() -> None:
 
 def test_auto_picks_a_backend_and_bad_input_is_refused(bundle_dir: Path) -> None:
     with create_backend(load_bundle(bundle_dir), BackendKind.AUTO, Precision.INT8, BackendOptions(device="cpu")) as b:
-        assert b.kind in available_backends()
+        # TensorRT first, but this bundle has no engine for it: the next runtime installed here
+        assert b.kind is next(k for k in available_backends() if k is not BackendKind.TENSORRT)
         with pytest.raises(BackendError, match="expected uint8"):
             b.infer(np.zeros((1, 64, 64, 3), np.float32))
         with pytest.raises(BackendError, match="expected uint8"):

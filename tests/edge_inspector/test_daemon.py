@@ -136,7 +136,11 @@ def test_triggered_mode_carries_part_ids(tmp_path: Path, bundle_dir: Path) -> No
             trigger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
             trigger.connect(broker.host, broker.port)
             trigger.loop_start()
-            time.sleep(3)  # the agent subscribes to cmd/trigger once connected
+            # The agent subscribes to cmd/trigger as it connects, then publishes "online" on that connection:
+            # once "online" is here, the broker has the subscription.
+            with Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/status") as status:
+                online = status.wait_until(lambda ms: any(s.state == "online" for s in _statuses(ms)), timeout=60)
+            assert any(s.state == "online" for s in _statuses(online))
             for part in ("PCB-001", "PCB-002", "not json", "PCB-003"):
                 payload = part if part == "not json" else json.dumps({"part_id": part})
                 trigger.publish(f"edge-inspector/{STATION}/cmd/trigger", payload, qos=1).wait_for_publish(5)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from mqtt_broker import MosquittoBroker, Subscriber, free_port
+from polling import wait_until
 
 from edge_inspector.config import MqttConfig, TlsConfig
 from edge_inspector.publisher import Publisher
@@ -129,7 +130,9 @@ def test_broker_certificate_from_another_ca_is_refused(certificates: Path, tmp_p
         try:
             spool.put("verdict", "tls/s1/verdict", b"{}", seq=spool.next_seq(), qos=1)
             publisher.notify()
-            assert not publisher.flush(3)  # never delivered to an unverified broker
-            assert not publisher.connected and spool.depth()["verdicts"] == 1
+            assert wait_until(lambda: publisher.last_error is not None, timeout=15)
+            assert "certificate does not verify against mqtt.tls.ca_file" in str(publisher.last_error)
+            assert str(tmp_path / "other.crt") in str(publisher.last_error)
+            assert not publisher.connected and spool.depth()["verdicts"] == 1  # never sent to an unverified broker
         finally:
             publisher.stop(timeout=3)
