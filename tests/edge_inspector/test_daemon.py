@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -235,6 +235,16 @@ def test_a_trigger_goes_to_the_camera_it_names_or_to_every_triggered_camera(tmp_
     assert "no triggered camera 'x'" in (tmp_path / "agent.log").read_text()
 
 
+def _spooled_verdicts(path: Path) -> Callable[[], int]:
+    """How many verdicts the agent's spool holds now (read-only, beside the running agent)."""
+
+    def count() -> int:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+            return int(db.execute("SELECT COUNT(*) FROM messages WHERE kind = 'verdict'").fetchone()[0])
+
+    return count
+
+
 def test_broker_outage_loses_no_verdict(tmp_path: Path, bundle_dir: Path) -> None:
     topic = f"edge-inspector/{STATION}/verdict"
     with (
@@ -245,7 +255,8 @@ def test_broker_outage_loses_no_verdict(tmp_path: Path, bundle_dir: Path) -> Non
         try:
             sub.wait_for(5, timeout=60)
             broker.stop()
-            time.sleep(2.5)  # about 20 frames inspected while the broker is away: they wait in the spool
+            spooled = _spooled_verdicts(tmp_path / "spool.sqlite")
+            assert wait_until(lambda: spooled() >= 10, timeout=60)  # inspected while the broker is away: kept
             broker.start()
             received = sub.wait_until(lambda ms: {v.seq for v in _verdicts(ms)} >= set(range(1, 41)), timeout=90)
             assert _stop(agent, tmp_path) == 0
@@ -507,6 +518,9 @@ def _largest_gap(times: list[float], start: float, end: float) -> float:
     return max(b - a for a, b in zip(edges, edges[1:], strict=False))
 
 
+WATCHDOG_S = 3.0
+
+
 def test_watchdog_pings_through_a_camera_outage_and_stops_when_inference_hangs(
     tmp_path: Path, bundle_dir: Path
 ) -> None:
@@ -521,7 +535,7 @@ def test_watchdog_pings_through_a_camera_outage_and_stops_when_inference_hangs(
     env = {
         **os.environ,
         "NOTIFY_SOCKET": str(notify_path),
-        "WATCHDOG_USEC": "1000000",  # a ping every 0.5 s
+        "WATCHDOG_USEC": str(int(WATCHDOG_S * 1e6)),  # the agent pings every WATCHDOG_S / 2
         "PYTHONPATH": os.pathsep.join([str(tmp_path / "inject"), os.environ.get("PYTHONPATH", "")]),
     }
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/status") as sub:
@@ -540,10 +554,11 @@ def test_watchdog_pings_through_a_camera_outage_and_stops_when_inference_hangs(
             ready_at = next(at for at, text in started if "READY=1" in text)
             assert _pings([m for m in started if m[0] >= ready_at])
 
-            camera.stop()  # unplugged for 6 s: three times stall_after_s
+            camera.stop()  # unplugged for 8 s: four times stall_after_s
             outage_start = time.monotonic()
-            outage = notify.collect(6)
-            assert _largest_gap(_pings(outage), outage_start, time.monotonic()) < 1.5, _pings(outage)
+            outage = notify.collect(8)
+            # systemd's contract: a ping within every WATCHDOG_USEC, or the service is killed
+            assert _largest_gap(_pings(outage), outage_start, time.monotonic()) < WATCHDOG_S, _pings(outage)
             sub.wait_until(lambda ms: any(s.cameras[0].state == "reconnecting" for s in _statuses(ms)), timeout=5)
 
             camera.start()
@@ -551,8 +566,9 @@ def test_watchdog_pings_through_a_camera_outage_and_stops_when_inference_hangs(
             notify.collect(2)
             flag.touch()  # inference hangs from its next frame on
             hang_start = time.monotonic()
-            hung = notify.collect(6)
-            late = [at for at in _pings(hung) if at > hang_start + 1.5]
+            hung = notify.collect(10)
+            # pings stop once inference has not moved for stall_after_s (2 s): one more may be due before that
+            late = [at for at in _pings(hung) if at > hang_start + 2 + WATCHDOG_S]
             assert late == [], "WATCHDOG=1 went on while inference hung"
             flag.unlink()
             assert _pings(notify.collect(3)), "pings resume once inference does"
