@@ -20,6 +20,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[train,openvino,dev]'
 	touch $(STAMP)
 
+# the agent as a box runs it: no torch, no training stack
+EDGE_VENV ?= .venv-edge
+EDGE_STAMP := $(EDGE_VENV)/.installed
+$(EDGE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/pip install --quiet --upgrade pip
+	$(EDGE_VENV)/bin/pip install --quiet -e '.[openvino,dev]'
+	touch $(EDGE_STAMP)
+
 install: $(STAMP)
 
 # the demo and the tests run a real local Mosquitto broker
@@ -45,8 +54,10 @@ demo: $(STAMP) system-deps
 	$(BIN)/python -m examples.demo --bundle $(DEMO_BUNDLE) --out demo
 	@echo "training report: $(DEMO_RUN)/report.html   heatmaps: demo/heatmaps/"
 
-test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+# the agent's tests in the box's venv (which proves they need no torch), the rest with the training stack
+test: $(STAMP) $(EDGE_STAMP) system-deps
+	$(EDGE_VENV)/bin/python -m pytest tests/edge_inspector
+	$(BIN)/python -m pytest --ignore=tests/edge_inspector
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic dataset and one tiny trained run for the suite."""
+"""Shared fixtures: a tiny ONNX bundle for the agent's tests (no torch), a small synthetic dataset and one
+tiny trained run for the trainer's and deploy's."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64 px, seven-class bundle built with onnx.helper (``tests/tiny_bundle.py``): treat as read-only."""
+    from tiny_bundle import write_tiny_bundle
+
+    return write_tiny_bundle(tmp_path_factory.mktemp("bundles") / "tiny")
 
 
 @pytest.fixture(scope="session")

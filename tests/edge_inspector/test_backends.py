@@ -23,15 +23,15 @@ def batch() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference(bundle_dir: Path, batch: np.ndarray):
-    with OnnxRuntimeBackend(load_bundle(bundle_dir), Precision.FP32, BackendOptions(device="cpu")) as backend:
+def reference(tiny_bundle: Path, batch: np.ndarray):
+    with OnnxRuntimeBackend(load_bundle(tiny_bundle), Precision.FP32, BackendOptions(device="cpu")) as backend:
         return backend.infer(batch)
 
 
 @pytest.mark.parametrize("precision", list(TOLERANCE))
 @pytest.mark.parametrize("kind", CPU_BACKENDS)
-def test_backend_conformance(bundle_dir: Path, batch, reference, kind: BackendKind, precision: Precision) -> None:
-    with backend_class(kind)(load_bundle(bundle_dir), precision, BackendOptions(device="cpu", threads=2)) as backend:
+def test_backend_conformance(tiny_bundle: Path, batch, reference, kind: BackendKind, precision: Precision) -> None:
+    with backend_class(kind)(load_bundle(tiny_bundle), precision, BackendOptions(device="cpu", threads=2)) as backend:
         out = backend.infer(batch)
         single = backend.infer(batch[:1])
         info = backend.describe()
@@ -55,8 +55,8 @@ def test_onnxruntime_and_openvino_are_here() -> None:
     assert {BackendKind.ONNXRUNTIME, BackendKind.OPENVINO} <= set(available_backends())
 
 
-def test_auto_picks_a_backend_and_bad_input_is_refused(bundle_dir: Path) -> None:
-    with create_backend(load_bundle(bundle_dir), BackendKind.AUTO, Precision.INT8, BackendOptions(device="cpu")) as b:
+def test_auto_picks_a_backend_and_bad_input_is_refused(tiny_bundle: Path) -> None:
+    with create_backend(load_bundle(tiny_bundle), BackendKind.AUTO, Precision.INT8, BackendOptions(device="cpu")) as b:
         # TensorRT first, but this bundle has no engine for it: the next runtime installed here
         assert b.kind is next(k for k in available_backends() if k is not BackendKind.TENSORRT)
         with pytest.raises(BackendError, match="expected uint8"):
@@ -65,13 +65,13 @@ def test_auto_picks_a_backend_and_bad_input_is_refused(bundle_dir: Path) -> None
             b.infer(np.zeros((1, 32, 32, 3), np.uint8))
 
 
-def test_missing_variant_is_a_clear_error(bundle_dir: Path, tmp_path: Path) -> None:
+def test_missing_variant_is_a_clear_error(tiny_bundle: Path, tmp_path: Path) -> None:
     import shutil
 
     from edge_inspector.bundle import write_manifest
 
     copy = tmp_path / "fp32-only"
-    shutil.copytree(bundle_dir, copy)
+    shutil.copytree(tiny_bundle, copy)
     manifest = load_bundle(copy).manifest
     write_manifest(copy, manifest.model_copy(update={"variants": {"fp32": manifest.variants["fp32"]}}))
     with pytest.raises(BundleError, match="no int8 variant"):

@@ -85,10 +85,10 @@ def _statuses(messages: list[Received]) -> list[Status]:
     return [Status.model_validate_json(m.payload) for m in messages if m.topic.endswith("/status")]
 
 
-def test_video_to_mqtt_end_to_end(tmp_path: Path, bundle_dir: Path) -> None:
+def test_video_to_mqtt_end_to_end(tmp_path: Path, tiny_bundle: Path) -> None:
     metrics_port = free_port()
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
-        config = _config(tmp_path, bundle_dir, broker, _video(tmp_path, 14), health={"prometheus_port": metrics_port})
+        config = _config(tmp_path, tiny_bundle, broker, _video(tmp_path, 14), health={"prometheus_port": metrics_port})
         agent = _start(config, tmp_path)
         try:
             sub.wait_until(lambda ms: len(_verdicts(ms)) >= 14, timeout=60)
@@ -104,7 +104,7 @@ def test_video_to_mqtt_end_to_end(tmp_path: Path, bundle_dir: Path) -> None:
     verdicts = _verdicts(received)
     assert [v.seq for v in verdicts] == list(range(1, 15))
     assert all(v.station == STATION and v.camera == "cam0" and v.part_id is None for v in verdicts)
-    manifest = load_bundle(bundle_dir).manifest
+    manifest = load_bundle(tiny_bundle).manifest
     for v in verdicts:
         assert set(v.probabilities) == set(manifest.classes) and abs(sum(v.probabilities.values()) - 1) < 1e-3
         assert v.model.name == "tiny" and v.model.precision == "int8" and v.model.backend == "onnxruntime"
@@ -126,10 +126,10 @@ def test_video_to_mqtt_end_to_end(tmp_path: Path, bundle_dir: Path) -> None:
     assert final.spool["verdicts"] == 0
 
 
-def test_triggered_mode_carries_part_ids(tmp_path: Path, bundle_dir: Path) -> None:
+def test_triggered_mode_carries_part_ids(tmp_path: Path, tiny_bundle: Path) -> None:
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/verdict") as sub:
         config = _config(
-            tmp_path, bundle_dir, broker, _video(tmp_path, 10), camera={"mode": "triggered"}, mqtt={"commands": True}
+            tmp_path, tiny_bundle, broker, _video(tmp_path, 10), camera={"mode": "triggered"}, mqtt={"commands": True}
         )
         agent = _start(config, tmp_path)
         try:
@@ -163,7 +163,7 @@ def _folder(tmp_path: Path, count: int, name: str) -> Path:
     return folder
 
 
-def test_several_cameras_share_one_model_in_micro_batches(tmp_path: Path, bundle_dir: Path) -> None:
+def test_several_cameras_share_one_model_in_micro_batches(tmp_path: Path, tiny_bundle: Path) -> None:
     cameras = [
         {"name": "top", "source": str(_video(tmp_path, 12)), "fps": 1000},
         {"name": "side", "source": str(_folder(tmp_path, 12, "side")), "fps": 1000, "roi": [0, 0, 64, 48]},
@@ -171,7 +171,7 @@ def test_several_cameras_share_one_model_in_micro_batches(tmp_path: Path, bundle
         {"name": "misaimed", "source": str(_video(tmp_path, 5, "misaimed.avi")), "roi": [400, 400, 50, 50]},
     ]
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
-        config = _config(tmp_path, bundle_dir, broker, None, cameras=cameras, model={"max_batch": 4})
+        config = _config(tmp_path, tiny_bundle, broker, None, cameras=cameras, model={"max_batch": 4})
         agent = _start(config, tmp_path)
         try:
             sub.wait_until(
@@ -205,13 +205,13 @@ def test_several_cameras_share_one_model_in_micro_batches(tmp_path: Path, bundle
     assert log.count("camera misaimed: frames cannot be inspected: roi (400, 400, 50, 50) lies outside") == 1
 
 
-def test_a_trigger_goes_to_the_camera_it_names_or_to_every_triggered_camera(tmp_path: Path, bundle_dir: Path) -> None:
+def test_a_trigger_goes_to_the_camera_it_names_or_to_every_triggered_camera(tmp_path: Path, tiny_bundle: Path) -> None:
     cameras = [
         {"name": name, "source": str(_video(tmp_path, 6, f"{name}.avi")), "mode": "triggered"}
         for name in ("left", "right")
     ]
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
-        config = _config(tmp_path, bundle_dir, broker, None, cameras=cameras, mqtt={"commands": True})
+        config = _config(tmp_path, tiny_bundle, broker, None, cameras=cameras, mqtt={"commands": True})
         agent = _start(config, tmp_path)
         try:
             sub.wait_until(lambda ms: len(_statuses(ms)) >= 1, timeout=60)  # connected and subscribed
@@ -245,13 +245,13 @@ def _spooled_verdicts(path: Path) -> Callable[[], int]:
     return count
 
 
-def test_broker_outage_loses_no_verdict(tmp_path: Path, bundle_dir: Path) -> None:
+def test_broker_outage_loses_no_verdict(tmp_path: Path, tiny_bundle: Path) -> None:
     topic = f"edge-inspector/{STATION}/verdict"
     with (
         MosquittoBroker(persistence=True) as broker,
         Subscriber(broker.host, broker.port, topic, session_expiry=600) as sub,
     ):
-        agent = _start(_config(tmp_path, bundle_dir, broker, _video(tmp_path, 40), camera={"fps": 8}), tmp_path)
+        agent = _start(_config(tmp_path, tiny_bundle, broker, _video(tmp_path, 40), camera={"fps": 8}), tmp_path)
         try:
             sub.wait_for(5, timeout=60)
             broker.stop()
@@ -267,9 +267,9 @@ def test_broker_outage_loses_no_verdict(tmp_path: Path, bundle_dir: Path) -> Non
     assert first_seen == list(range(1, 41))  # every verdict, in order (QoS 1 may repeat one, never reorder)
 
 
-def test_reload_good_and_corrupt_bundle(tmp_path: Path, bundle_dir: Path) -> None:
+def test_reload_good_and_corrupt_bundle(tmp_path: Path, tiny_bundle: Path) -> None:
     bundle = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, bundle)
+    shutil.copytree(tiny_bundle, bundle)
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
         config = _config(
             tmp_path, bundle, broker, _video(tmp_path, 6), camera={"loop": True, "fps": 5}, mqtt={"commands": True}
@@ -319,9 +319,9 @@ def test_start_up_errors_are_one_line(tmp_path: Path) -> None:
     assert run.returncode == 2 and "bundle directory not found" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_last_will_names_station_and_model_not_a_stale_uptime(tmp_path: Path, bundle_dir: Path) -> None:
+def test_last_will_names_station_and_model_not_a_stale_uptime(tmp_path: Path, tiny_bundle: Path) -> None:
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
-        config = _config(tmp_path, bundle_dir, broker, _video(tmp_path, 10), camera={"loop": True, "fps": 5})
+        config = _config(tmp_path, tiny_bundle, broker, _video(tmp_path, 10), camera={"loop": True, "fps": 5})
         agent = _start(config, tmp_path)
         try:
             sub.wait_until(lambda ms: len(_verdicts(ms)) >= 3, timeout=60)
@@ -343,7 +343,7 @@ def _rows(tmp_path: Path) -> int:
 
 
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
-def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, bundle_dir: Path) -> None:
+def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, tiny_bundle: Path) -> None:
     """A broker that refuses our password: inspect and spool on, retry, deliver once it accepts."""
     users = tmp_path / "users"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(users), "line7", "right"], check=True, capture_output=True)
@@ -353,7 +353,7 @@ def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, bundle_di
     with MosquittoBroker(extra_config=extra) as broker:
         config = _config(
             tmp_path,
-            bundle_dir,
+            tiny_bundle,
             broker,
             _video(tmp_path, 10),
             camera={"loop": True, "fps": 5},
@@ -415,7 +415,7 @@ def _wait_metric(port: int, name: str, ok: Callable[[float], bool], timeout: flo
     return values
 
 
-def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, bundle_dir: Path) -> None:
+def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, tiny_bundle: Path) -> None:
     """The spool on a real tiny tmpfs, the broker away: the agent inspects on, sends live, recovers."""
     metrics_port, broker_port = free_port(), free_port()
     with _tiny_disk(tmp_path / "disk", 1200) as disk:
@@ -424,7 +424,7 @@ def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, bundle_dir:
         broker = MosquittoBroker(port=broker_port)  # not started: the broker is away
         config = _config(
             tmp_path,
-            bundle_dir,
+            tiny_bundle,
             broker,
             _video(tmp_path, 10),
             camera={"loop": True, "fps": 10},
@@ -522,7 +522,7 @@ WATCHDOG_S = 3.0
 
 
 def test_watchdog_pings_through_a_camera_outage_and_stops_when_inference_hangs(
-    tmp_path: Path, bundle_dir: Path
+    tmp_path: Path, tiny_bundle: Path
 ) -> None:
     notify_path = tmp_path / "notify.sock"
     if len(os.fsencode(notify_path)) >= 108:
@@ -541,7 +541,7 @@ def test_watchdog_pings_through_a_camera_outage_and_stops_when_inference_hangs(
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/status") as sub:
         config = _config(
             tmp_path,
-            bundle_dir,
+            tiny_bundle,
             broker,
             camera.url,  # type: ignore[arg-type]
             camera={"fps": 5, "reconnect_initial_s": 0.2, "reconnect_max_s": 0.5},
