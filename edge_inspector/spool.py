@@ -1,13 +1,13 @@
 """Store and forward: verdicts and heatmaps wait on disk until the broker has them.
 
-One SQLite file in WAL mode. A verdict is written here before it is published
-and deleted only when the broker acknowledges it, so a crash, a power cut or a
-broker outage loses nothing that was spooled. Rows are read back in ``id``
-order, which is the order they were written (a verdict before its heatmap).
-
-The spool is bounded by the bytes of its payloads. When a new message does not
-fit, the oldest heatmaps go first, then the oldest verdicts; every eviction is
-counted per kind, persisted and logged at WARNING.
+One SQLite file in WAL mode (its tables: :mod:`edge_inspector.spool_tables`).
+A verdict is written here before it is published and deleted only when the
+broker acknowledges it, so a crash, a power cut or a broker outage loses
+nothing that was spooled. Rows are read back in ``id`` order, which is the
+order they were written (a verdict before its heatmap). The spool is bounded
+by the bytes of its payloads: when a new message does not fit, the oldest
+heatmaps go first, then the oldest verdicts, each eviction counted per kind,
+persisted and logged at WARNING.
 
 A full disk is not a full spool: SQLite then refuses every write
 (:class:`SpoolFullError`). :meth:`Spool.put` first frees room as the bound
@@ -32,82 +32,30 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
 from edge_inspector.errors import SpoolError, SpoolFullError
+from edge_inspector.spool_tables import (
+    KINDS,
+    Kind,
+    Outgoing,
+    Recorded,
+    SpoolItem,
+    count_evictions,
+    count_rows,
+    create_tables,
+    delete_rows,
+    disk_full,
+    evict_for_full_disk,
+    evict_oldest,
+    insert_rows,
+    select_pending,
+)
 
 __all__ = ["KINDS", "Kind", "Outgoing", "Recorded", "Spool", "SpoolItem"]
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["verdict", "heatmap"]
-KINDS: tuple[Kind, ...] = ("verdict", "heatmap")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    seq          INTEGER NOT NULL,
-    kind         TEXT NOT NULL CHECK (kind IN ('verdict', 'heatmap')),
-    topic        TEXT NOT NULL,
-    payload      BLOB NOT NULL,
-    qos          INTEGER NOT NULL,
-    retain       INTEGER NOT NULL,
-    content_type TEXT,
-    created      REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_kind ON messages (kind, id);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0), ('evicted_verdict', 0), ('evicted_heatmap', 0);
-"""
-# AUTOINCREMENT: ids are never reused, even after the table empties, so a
-# reader that remembers the last id it saw (``pending(after_id=...)``) never
-# misses a new row.
-
-
-def _disk_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message to spool: what :meth:`Spool.record`'s builders return for a ``seq``."""
-
-    kind: Kind
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool = False
-    content_type: str | None = None
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What :meth:`Spool.record` did: the ``seq`` handed out, their messages, and whether they are on disk."""
-
-    seqs: list[int]
-    messages: list[tuple[int, Outgoing]]
-    durable: bool
-
-
-@dataclass(frozen=True)
-class SpoolItem:
-    """One spooled message, as read back for publishing."""
-
-    id: int
-    seq: int
-    kind: Kind
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    content_type: str | None
-    created: float
 
 
 class Spool:
@@ -145,9 +93,7 @@ class Spool:
             if str(mode).lower() != "wal":
                 raise SpoolError(f"spool {self.path}: the file system does not support WAL (got {mode!r})")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
-            self._bytes = int(conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0])
-            self._seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+            self._bytes, self._seq = create_tables(conn)
             self._seq_saved = self._seq
         except sqlite3.Error as exc:
             conn.close()
@@ -165,7 +111,6 @@ class Spool:
                 depth["heatmaps"],
             )
 
-    # -- context manager ---------------------------------------------------
     def __enter__(self) -> Spool:
         return self
 
@@ -194,7 +139,7 @@ class Spool:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 log.debug("rollback after a failed %s also failed", what, exc_info=True)
-        if _disk_full(exc):
+        if disk_full(exc):
             return SpoolFullError(f"spool {self.path}: {what} failed: the disk is full ({exc})")
         return SpoolError(f"spool {self.path}: {what} failed: {exc}")
 
@@ -264,23 +209,11 @@ class Spool:
 
         The caller holds ``self._lock``.
         """
-        ids = []
         with self._transaction(
             f"writing {rows[0][1]} seq={rows[0][0]}" + (" and more" if len(rows) > 1 else "")
         ) as conn:
-            evicted, freed = self._make_room(conn, size)
-            now = time.time()
-            for row in rows:
-                ids.append(
-                    int(
-                        conn.execute(
-                            "INSERT INTO messages (seq, kind, topic, payload, qos, retain, content_type, created)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (*row, now),
-                        ).lastrowid
-                        or 0
-                    )
-                )
+            evicted, freed = evict_oldest(conn, self._bytes + size - self.max_bytes)
+            ids = insert_rows(conn, rows, time.time())
         self._bytes += size - freed
         return evicted, ids
 
@@ -352,43 +285,13 @@ class Spool:
 
     def _free_disk(self) -> dict[str, int]:
         """On a full disk: drop every heatmap, or else the oldest quarter of the verdicts (counted)."""
-        evicted = dict.fromkeys(KINDS, 0)
         try:
             with self._transaction("freeing room on a full disk") as conn:
-                rows = conn.execute("SELECT id, LENGTH(payload) FROM messages WHERE kind = 'heatmap'").fetchall()
-                kind: Kind = "heatmap"
-                if not rows:
-                    count = int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
-                    rows = conn.execute(
-                        "SELECT id, LENGTH(payload) FROM messages ORDER BY id LIMIT ?", (max(1, count // 4),)
-                    ).fetchall()
-                    kind = "verdict"
-                conn.executemany("DELETE FROM messages WHERE id = ?", [(r[0],) for r in rows])
-                conn.execute("UPDATE meta SET value = value + ? WHERE key = ?", (len(rows), f"evicted_{kind}"))
+                evicted, freed = evict_for_full_disk(conn)
         except SpoolFullError:  # not even a delete fits: nothing to do but wait for room
-            return evicted
-        self._bytes -= sum(int(r[1]) for r in rows)
-        evicted[kind] = len(rows)
+            return dict.fromkeys(KINDS, 0)
+        self._bytes -= freed
         return evicted
-
-    def _make_room(self, conn: sqlite3.Connection, size: int) -> tuple[dict[str, int], int]:
-        """Delete the oldest rows (heatmaps first) until ``size`` more bytes fit; inside a transaction."""
-        evicted = dict.fromkeys(KINDS, 0)
-        freed = 0
-        for kind in ("heatmap", "verdict"):
-            while self._bytes - freed + size > self.max_bytes:
-                row = conn.execute(
-                    "SELECT id, LENGTH(payload) FROM messages WHERE kind = ? ORDER BY id LIMIT 1", (kind,)
-                ).fetchone()
-                if row is None:
-                    break
-                conn.execute("DELETE FROM messages WHERE id = ?", (row[0],))
-                freed += int(row[1])
-                evicted[kind] += 1
-        for kind, count in evicted.items():
-            if count:
-                conn.execute("UPDATE meta SET value = value + ? WHERE key = ?", (count, f"evicted_{kind}"))
-        return evicted, freed
 
     def ack_many(self, row_ids: Sequence[int]) -> int:
         """Delete delivered rows in one transaction; returns how many were still there.
@@ -398,15 +301,7 @@ class Spool:
         """
         with self._lock:
             with self._transaction(f"ack of {len(row_ids)} row(s)") as conn:
-                sizes = [
-                    int(found[0])
-                    for row_id in row_ids
-                    if (
-                        found := conn.execute(
-                            "DELETE FROM messages WHERE id = ? RETURNING LENGTH(payload)", (row_id,)
-                        ).fetchone()
-                    )
-                ]
+                sizes = delete_rows(conn, row_ids)
             self._bytes -= sum(sizes)
             return len(sizes)
 
@@ -431,52 +326,26 @@ class Spool:
         with self._lock:
             conn = self._db()
             try:
-                rows = conn.execute(
-                    "SELECT id, seq, kind, topic, payload, qos, retain, content_type, created"
-                    " FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-                    (after_id, limit),
-                ).fetchall()
+                return select_pending(conn, after_id, limit)
             except sqlite3.Error as exc:
                 raise self._fail("reading pending rows", exc) from exc
-        return [
-            SpoolItem(
-                id=r[0],
-                seq=r[1],
-                kind=r[2],
-                topic=r[3],
-                payload=bytes(r[4]),
-                qos=r[5],
-                retain=bool(r[6]),
-                content_type=r[7],
-                created=r[8],
-            )
-            for r in rows
-        ]
 
     def depth(self) -> dict[str, int]:
         """What waits: ``verdicts``, ``heatmaps`` and payload ``bytes``."""
         with self._lock:
             conn = self._db()
             try:
-                counts = dict(conn.execute("SELECT kind, COUNT(*) FROM messages GROUP BY kind").fetchall())
+                counts = count_rows(conn)
             except sqlite3.Error as exc:
                 raise self._fail("counting rows", exc) from exc
-            return {
-                "verdicts": int(counts.get("verdict", 0)),
-                "heatmaps": int(counts.get("heatmap", 0)),
-                "bytes": self._bytes,
-            }
+            return {"verdicts": counts["verdict"], "heatmaps": counts["heatmap"], "bytes": self._bytes}
 
     def evictions(self) -> dict[str, int]:
         """Messages evicted to make room since the file was created: ``verdicts`` and ``heatmaps``."""
         with self._lock:
             conn = self._db()
             try:
-                meta = dict(
-                    conn.execute(
-                        "SELECT key, value FROM meta WHERE key IN ('evicted_verdict', 'evicted_heatmap')"
-                    ).fetchall()
-                )
+                evicted = count_evictions(conn)
             except sqlite3.Error as exc:
                 raise self._fail("reading eviction counters", exc) from exc
-        return {"verdicts": int(meta.get("evicted_verdict", 0)), "heatmaps": int(meta.get("evicted_heatmap", 0))}
+        return {"verdicts": evicted["verdict"], "heatmaps": evicted["heatmap"]}
