@@ -102,14 +102,9 @@ class Spool:
             conn.close()
             raise
         self._conn = conn
-        depth = self.depth()
-        if depth["verdicts"] or depth["heatmaps"]:
-            log.info(
-                "spool %s holds %d verdict(s) and %d heatmap(s) from before; they are sent first",
-                self.path,
-                depth["verdicts"],
-                depth["heatmaps"],
-            )
+        if (depth := self.depth())["verdicts"] or depth["heatmaps"]:
+            left = f"{depth['verdicts']} verdict(s) and {depth['heatmaps']} heatmap(s)"
+            log.info("spool %s holds %s from before; they are sent first", self.path, left)
 
     def __enter__(self) -> Spool:
         return self
