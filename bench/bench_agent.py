@@ -45,8 +45,8 @@ import yaml
 from deploy.bench import cpu_flags, make_bench_bundle
 from edge_inspector.backends import BackendKind, BackendOptions, backend_class
 from edge_inspector.bundle import Precision, load_bundle
-from edge_inspector.capture import Frame
 from edge_inspector.config import HeatmapPolicy, MqttConfig
+from edge_inspector.frames import Frame
 from edge_inspector.inspector import Inspector
 from edge_inspector.messages import Verdict, topics
 from edge_inspector.preprocess import crop_roi, resize_and_crop

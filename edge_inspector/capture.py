@@ -25,35 +25,22 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge_inspector.config import CameraConfig, CaptureMode
-from edge_inspector.errors import ConfigError
-from edge_inspector.preprocess import ModelInput
+from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
 from edge_inspector.priority import run_in_background
+from edge_inspector.sources import FolderSource, is_file, open_source
 
-__all__ = [
-    "Camera",
-    "CameraState",
-    "Frame",
-    "FrameMailbox",
-    "TriggerRequest",
-    "check_source",
-    "open_source",
-    "opencv_has_gstreamer",
-]
+__all__ = ["Camera", "CameraState"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 FILE_READ_AHEAD = 1  # frames of a file or folder waiting, decoded, for inference (the reader holds one more)
 TRIGGERED_BACKLOG = 64  # triggered frames waiting for inference before capture waits too
 
@@ -68,27 +55,6 @@ class CameraState(str, Enum):
     STOPPED = "stopped"
 
 
-@dataclass
-class Frame:
-    """One captured frame (RGB), when it was grabbed and where it came from."""
-
-    image: np.ndarray
-    captured_at: datetime
-    index: int
-    camera: str = "cam0"
-    part_id: str | None = None
-    monotonic: float = field(default_factory=time.monotonic)
-    prepared: ModelInput | None = None
-
-
-@dataclass(frozen=True)
-class TriggerRequest:
-    """A part to inspect, and when its trigger arrived (``time.monotonic``)."""
-
-    part_id: str
-    at: float = field(default_factory=time.monotonic)
-
-
 class _Counters:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -101,139 +67,6 @@ class _Counters:
     def snapshot(self) -> dict[str, int]:
         with self.lock:
             return dict(self.values)
-
-
-class FrameMailbox:
-    """Hand-over between the capture threads and inference: one slot per camera.
-
-    A camera's slot either holds its newest frame and replaces it (``latest``,
-    counting a drop) or queues up to ``capacity`` frames and blocks the
-    capture thread when full (never drops). :meth:`take` gives inference what
-    is waiting, one frame per camera in turn, so frames of several cameras
-    are inferred as one micro-batch and no camera starves the others.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._slots: dict[str, deque[Frame]] = {}
-        self._latest: dict[str, bool] = {}
-        self._capacity: dict[str, int] = {}
-        self._turn = 0
-
-    def open(self, camera: str, *, latest: bool, capacity: int = 1) -> None:
-        """Give a camera its slot."""
-        with self._cond:
-            self._slots[camera] = deque()
-            self._latest[camera] = latest
-            self._capacity[camera] = 1 if latest else max(1, capacity)
-
-    def put(self, frame: Frame, stop: threading.Event) -> bool:
-        """Hand a frame on; returns True when an unread frame was dropped for it."""
-        with self._cond:
-            slot = self._slots[frame.camera]
-            dropped = False
-            if self._latest[frame.camera]:
-                dropped = bool(slot)
-                slot.clear()
-            else:
-                while len(slot) >= self._capacity[frame.camera]:
-                    if stop.is_set():
-                        return False
-                    self._cond.wait(0.2)
-            slot.append(frame)
-            self._cond.notify_all()
-            return dropped
-
-    def take(self, limit: int, timeout: float) -> list[Frame]:
-        """Up to ``limit`` waiting frames, round robin over the cameras; [] after ``timeout`` s with none."""
-        with self._cond:
-            if not self._cond.wait_for(self._any, timeout):
-                return []
-            names = list(self._slots)
-            start, self._turn = self._turn % len(names), self._turn + 1
-            order = names[start:] + names[:start]
-            frames: list[Frame] = []
-            while len(frames) < limit and self._any():
-                for name in order:
-                    if self._slots[name] and len(frames) < limit:
-                        frames.append(self._slots[name].popleft())
-            self._cond.notify_all()  # room for blocked capture threads
-            return frames
-
-    def waiting(self, camera: str | None = None) -> int:
-        """Frames waiting, for one camera or all."""
-        with self._cond:
-            if camera is not None:
-                return len(self._slots[camera])
-            return sum(len(slot) for slot in self._slots.values())
-
-    def _any(self) -> bool:
-        return any(self._slots.values())
-
-
-class _FolderSource:
-    """Images of a folder in name order, read like a video."""
-
-    def __init__(self, folder: Path) -> None:
-        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        self.position = 0
-
-    def isOpened(self) -> bool:  # noqa: N802 - mirrors cv2.VideoCapture
-        return bool(self.paths)
-
-    def read(self) -> tuple[bool, np.ndarray | None]:
-        if self.position >= len(self.paths):
-            return False, None
-        path = self.paths[self.position]
-        self.position += 1
-        return True, cv2.imread(str(path), cv2.IMREAD_COLOR)
-
-    def release(self) -> None:
-        self.position = len(self.paths)
-
-
-def _is_pipeline(source: str) -> bool:
-    return "!" in source and "appsink" in source
-
-
-def _is_file(source: str | int) -> bool:
-    return isinstance(source, str) and "://" not in source and not _is_pipeline(source)
-
-
-def opencv_has_gstreamer() -> bool:
-    """Whether this OpenCV was built with GStreamer (JetPack's is; the PyPI wheels are not)."""
-    line = next((ln for ln in cv2.getBuildInformation().splitlines() if "GStreamer:" in ln), "")
-    return "YES" in line
-
-
-def check_source(config: CameraConfig) -> None:
-    """Refuse a source this OpenCV cannot open, before any thread starts.
-
-    Raises:
-        ConfigError: a GStreamer pipeline on an OpenCV built without
-            GStreamer (the PyPI wheels), or a file or folder that is missing.
-    """
-    source = config.source
-    if isinstance(source, str) and _is_pipeline(source):
-        if not opencv_has_gstreamer():
-            raise ConfigError(
-                "camera.source is a GStreamer pipeline but this OpenCV has no GStreamer support (the PyPI wheels "
-                "bundle FFmpeg only); on a Jetson use the OpenCV that JetPack ships (python3-opencv) in a venv "
-                "created with --system-site-packages"
-            )
-    elif _is_file(source) and not Path(str(source)).exists():
-        raise ConfigError(f"camera.source: {source} does not exist")
-
-
-def open_source(source: str | int) -> cv2.VideoCapture | _FolderSource:
-    """An opened capture for any supported source (check ``isOpened()``)."""
-    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        return cv2.VideoCapture(int(source))
-    if _is_pipeline(source):
-        return cv2.VideoCapture(source, cv2.CAP_GSTREAMER)
-    if Path(source).is_dir():
-        return _FolderSource(Path(source))
-    return cv2.VideoCapture(source, cv2.CAP_FFMPEG) if "://" in source else cv2.VideoCapture(source)
 
 
 class Camera(threading.Thread):
@@ -266,7 +99,7 @@ class Camera(threading.Thread):
         self.state_since = time.monotonic()
         self._heartbeat = time.monotonic()
         self._index = 0
-        self._finite = _is_file(config.source)
+        self._finite = is_file(config.source)
         live_free_running = not self._finite and config.mode is CaptureMode.FREE_RUNNING
         backlog = TRIGGERED_BACKLOG if config.mode is CaptureMode.TRIGGERED else FILE_READ_AHEAD
         mailbox.open(config.name, latest=live_free_running, capacity=backlog)
@@ -296,7 +129,7 @@ class Camera(threading.Thread):
         if self.on_state:
             self.on_state(state)
 
-    def _open(self) -> cv2.VideoCapture | _FolderSource | None:
+    def _open(self) -> cv2.VideoCapture | FolderSource | None:
         delay = self.config.reconnect_initial_s
         while not self.stop_event.is_set():
             capture = open_source(self.config.source)
@@ -347,7 +180,7 @@ class Camera(threading.Thread):
             if self.state is not CameraState.ENDED:
                 self._set_state(CameraState.STOPPED)
 
-    def _read_in_order(self, capture: cv2.VideoCapture | _FolderSource, triggered: bool, period: float) -> bool:
+    def _read_in_order(self, capture: cv2.VideoCapture | FolderSource, triggered: bool, period: float) -> bool:
         """A file or folder: read until it ends (True) or fails."""
         next_due = time.monotonic()
         while not self.stop_event.is_set():

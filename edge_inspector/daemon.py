@@ -34,15 +34,17 @@ from edge_inspector import systemd
 from edge_inspector.backends import create_backend
 from edge_inspector.backends.base import BackendOptions
 from edge_inspector.bundle import load_bundle
-from edge_inspector.capture import Camera, CameraState, Frame, FrameMailbox, TriggerRequest, check_source
+from edge_inspector.capture import Camera, CameraState
 from edge_inspector.config import AgentConfig, CameraConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
+from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
 from edge_inspector.health import Counters, MetricsServer
 from edge_inspector.inspector import Inferred, Inspection, Inspector
 from edge_inspector.messages import CameraStatus, Status, Trigger, topics
 from edge_inspector.priority import default_inference_threads
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
+from edge_inspector.sources import check_source
 from edge_inspector.spool import Kind, Spool
 from edge_inspector.stage import Stage
 

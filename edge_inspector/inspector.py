@@ -11,8 +11,8 @@ import numpy as np
 
 from edge_inspector.backends import Backend
 from edge_inspector.bundle import Bundle
-from edge_inspector.capture import Frame
 from edge_inspector.config import HeatmapPolicy
+from edge_inspector.frames import Frame
 from edge_inspector.heatmap import overlay_heatmap
 from edge_inspector.messages import Latency, ModelRef, Verdict
 from edge_inspector.preprocess import ModelInput, crop_box, crop_roi, resize_and_crop

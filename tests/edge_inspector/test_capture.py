@@ -12,9 +12,11 @@ import pytest
 from mjpeg_server import MjpegCamera, read_index, render_index
 from polling import wait_until
 
-from edge_inspector.capture import Camera, CameraState, Frame, FrameMailbox, TriggerRequest, check_source
+from edge_inspector.capture import Camera, CameraState
 from edge_inspector.config import CameraConfig, CaptureMode
 from edge_inspector.errors import ConfigError
+from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
+from edge_inspector.sources import check_source
 from trainer.synth.video import write_video
 
 
