@@ -22,40 +22,30 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from types import FrameType
 
 from edge_inspector import systemd
-from edge_inspector.backends import create_backend
-from edge_inspector.backends.base import BackendOptions
-from edge_inspector.bundle import load_bundle
 from edge_inspector.capture import Camera, CameraState
-from edge_inspector.config import AgentConfig, CameraConfig, CaptureMode
+from edge_inspector.config import AgentConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
 from edge_inspector.health import Counters, MetricsServer
-from edge_inspector.inspector import Inferred, Inspection, Inspector
-from edge_inspector.messages import CameraStatus, Status, Trigger, topics
-from edge_inspector.priority import default_inference_threads
+from edge_inspector.inspector import Inferred, Inspection, Inspector, load_inspector
+from edge_inspector.messages import Status, Trigger, topics
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
 from edge_inspector.sources import check_source
 from edge_inspector.spool import Kind, Spool
 from edge_inspector.stage import Stage
+from edge_inspector.status_report import build_status, last_will, metric_values
 
-__all__ = ["Agent", "redact"]
+__all__ = ["Agent"]
 
 log = logging.getLogger(__name__)
-
-
-def redact(source: str | int) -> str:
-    """A camera source with any URL credentials hidden."""
-    return re.sub(r"(://)[^/@]+@", r"\1***@", str(source))
 
 
 class Agent:
@@ -79,36 +69,10 @@ class Agent:
         self._metrics: MetricsServer | None = None
 
     # -- model -------------------------------------------------------------
-    def _load_inspector(self) -> Inspector:
-        cfg = self.config.model
-        bundle = load_bundle(cfg.bundle)
-        backend = create_backend(
-            bundle,
-            cfg.backend,
-            cfg.precision,
-            BackendOptions(
-                threads=cfg.threads or default_inference_threads(), max_batch=cfg.max_batch, device=cfg.device
-            ),
-        )
-        try:
-            inspector = Inspector(
-                bundle,
-                backend,
-                rois={camera.name: camera.roi for camera in self.config.cameras},
-                threshold=cfg.threshold,
-                heatmap=self.config.mqtt.heatmap,
-            )
-            inspector.warm_up()
-        except Exception:
-            backend.close()
-            raise
-        log.info("model %s %s on %s", bundle.manifest.model_name, bundle.manifest.model_version, backend.describe())
-        return inspector
-
     def _reload(self) -> None:
         self.reload_requested.clear()
         try:
-            fresh = self._load_inspector()
+            fresh = load_inspector(self.config)
         except EdgeInspectorError as exc:
             self._last_reload_error = str(exc)
             self.counters.add("reload_failures")
@@ -123,70 +87,20 @@ class Agent:
         self._publish_status()
 
     # -- MQTT --------------------------------------------------------------
-    def _camera_status(self, config: CameraConfig, camera: Camera | None, now: float) -> CameraStatus:
-        return CameraStatus(
-            name=config.name,
-            source=redact(config.source),
-            mode=config.mode.value,
-            state=camera.state.value if camera else CameraState.CONNECTING.value,
-            state_for_s=round(now - camera.state_since, 1) if camera else 0.0,
-            counters=camera.counters.snapshot() if camera else {},
-        )
-
     def _status(self, state: str) -> Status:
-        now = time.monotonic()
-        started = {camera.config.name: camera for camera in self.cameras}
-        cameras = [self._camera_status(c, started.get(c.name), now) for c in self.config.cameras]
-        counters = self.counters.snapshot()
-        for camera in cameras:
-            for name, value in camera.counters.items():
-                counters[name] = counters.get(name, 0) + value
-        spool = {}
-        if self.spool is not None:
-            spool = {**self.spool.depth(), **{f"evicted_{k}": v for k, v in self.spool.evictions().items()}}
-        if self.publisher is not None:  # a full disk: what went out without durability, or not at all
-            stats = self.publisher.stats()
-            spool.update(disk_full=int(self.publisher.disk_full), undurable=stats["undurable"], lost=stats["lost"])
-        return Status(
-            station=self.config.station,
-            state=state,  # type: ignore[arg-type]
-            at=datetime.now(timezone.utc),
+        return build_status(
+            self.config,
+            state,
+            cameras=self.cameras,
+            counters=self.counters,
             model=self.inspector.model if self.inspector else None,
-            cameras=cameras,
             reload_error=self._last_reload_error,
-            uptime_s=round(self.counters.uptime(), 1),
-            counters=counters,
-            spool=spool,
-            broker_connected=bool(self.publisher and self.publisher.connected),
+            spool=self.spool,
+            publisher=self.publisher,
         )
-
-    def _last_will(self) -> bytes:
-        """The ``offline`` status the broker publishes if we vanish: who, with which model; nothing that ages."""
-        will = Status(
-            station=self.config.station,
-            state="offline",
-            at=datetime.now(timezone.utc),
-            model=self.inspector.model if self.inspector else None,
-            cameras=[
-                CameraStatus(name=c.name, source=redact(c.source), mode=c.mode.value) for c in self.config.cameras
-            ],
-            uptime_s=None,
-            broker_connected=False,
-        )
-        return will.model_dump_json().encode()
 
     def _status_payload(self, state: str) -> bytes:
         return self._status(state).model_dump_json().encode()
-
-    def _metric_values(self) -> dict[str, float]:
-        status = self._status("online")
-        values: dict[str, float] = dict(status.counters)
-        values.update({f"spool_{k}": v for k, v in status.spool.items()})
-        values["broker_connected"] = float(status.broker_connected)
-        values["uptime_seconds"] = status.uptime_s or 0.0
-        values["cameras_streaming"] = float(sum(c.state == CameraState.STREAMING.value for c in status.cameras))
-        values["cameras"] = float(len(status.cameras))
-        return values
 
     def _publish_status(self) -> None:
         if self.publisher is not None:
@@ -322,11 +236,11 @@ class Agent:
         self._install_signals()
         for camera in self.config.cameras:
             check_source(camera)
-        self.inspector = self._load_inspector()
+        self.inspector = load_inspector(self.config)
         self.spool = Spool(self.config.spool.path, max_bytes=int(self.config.spool.max_mb * 1024 * 1024))
         mailbox = FrameMailbox()
         output: Stage[tuple[Inspector, Inferred]] = Stage("output", self._report, background=True)
-        offline = self._last_will()
+        offline = last_will(self.config, self.inspector.model if self.inspector else None)
         self.publisher = Publisher(
             self.config.mqtt,
             station=self.config.station,
@@ -336,8 +250,8 @@ class Agent:
             on_connected=self._publish_status,
         )
         try:
-            if self.config.health.prometheus_port is not None:
-                self._metrics = MetricsServer(self.config.health.prometheus_port, self._metric_values)
+            if (port := self.config.health.prometheus_port) is not None:
+                self._metrics = MetricsServer(port, lambda: metric_values(self._status("online")))
             self.publisher.start()
             # a camera that goes away or comes back is news for the MES now, not at the next status tick
             self.cameras = [

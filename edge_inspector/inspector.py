@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -9,15 +10,18 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from edge_inspector.backends import Backend
-from edge_inspector.bundle import Bundle
-from edge_inspector.config import HeatmapPolicy
+from edge_inspector.backends import Backend, BackendOptions, create_backend
+from edge_inspector.bundle import Bundle, load_bundle
+from edge_inspector.config import AgentConfig, HeatmapPolicy
 from edge_inspector.frames import Frame
 from edge_inspector.heatmap import overlay_heatmap
 from edge_inspector.messages import Latency, ModelRef, Verdict
 from edge_inspector.preprocess import ModelInput, crop_box, crop_roi, resize_and_crop
+from edge_inspector.priority import default_inference_threads
 
-__all__ = ["Inferred", "Inspection", "Inspector", "softmax"]
+__all__ = ["Inferred", "Inspection", "Inspector", "load_inspector", "softmax"]
+
+log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 85
 
@@ -195,3 +199,25 @@ class Inspector:
         if not ok:
             raise RuntimeError("JPEG encoding of the heatmap failed")
         return encoded.tobytes()
+
+
+def load_inspector(config: AgentConfig) -> Inspector:
+    """The configured bundle on the configured backend, warmed up.
+
+    Raises:
+        EdgeInspectorError: the bundle or the backend cannot be loaded (BundleError, BackendError).
+    """
+    cfg = config.model
+    bundle = load_bundle(cfg.bundle)
+    threads = cfg.threads or default_inference_threads()
+    options = BackendOptions(threads=threads, max_batch=cfg.max_batch, device=cfg.device)
+    backend = create_backend(bundle, cfg.backend, cfg.precision, options)
+    try:
+        rois = {camera.name: camera.roi for camera in config.cameras}
+        inspector = Inspector(bundle, backend, rois=rois, threshold=cfg.threshold, heatmap=config.mqtt.heatmap)
+        inspector.warm_up()
+    except Exception:
+        backend.close()
+        raise
+    log.info("model %s %s on %s", bundle.manifest.model_name, bundle.manifest.model_version, backend.describe())
+    return inspector
