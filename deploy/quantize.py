@@ -29,7 +29,8 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization import CalibrationMethod as OrtMethod
 
 from deploy.export import FP32_FILE, load_images, onnx_session
-from deploy.qdq_placement import WEIGHTED_OPS, float_regions, name_nodes
+from deploy.onnx_rewrites import float_inputs_outside_weighted_layers, float_parts_to_fp16, prepare, to_fp16
+from deploy.qdq_placement import WEIGHTED_OPS, float_regions
 from edge_inspector.bundle import IMAGE, LOGITS, Bundle, Precision, Variant, load_bundle, write_manifest
 from edge_inspector.errors import BundleError
 from trainer.data import Sample, scan_folder
@@ -121,8 +122,6 @@ class _Reader(CalibrationDataReader):
 
 # the first onnxruntime with every argument passed to quantize_static (calibration_cache_path)
 MIN_ONNXRUNTIME = "1.27"
-# the float parts of the TensorRT flavour in fp16: Q/DQ with fp16 scales needs opset 19
-FP16_QDQ_OPSET = 19
 
 
 def require_onnxruntime(version: str = ort.__version__) -> None:
@@ -176,87 +175,8 @@ def _quantize(
     )
     if tensorrt:
         model = onnx.load(str(target))
-        _float_inputs_outside_weighted_layers(model)
-        _float_parts_to_fp16(model, target)
-
-
-def _float_inputs_outside_weighted_layers(model: onnx.ModelProto) -> None:
-    """Give every other consumer of a quantized activation the float tensor back.
-
-    The quantizer shares one Q/DQ pair among all consumers of a tensor, so a
-    residual Add would read the int8-rounded copy its sibling conv reads.
-    """
-    graph = model.graph
-    inits = {i.name for i in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    source = {  # DQ output -> the float tensor its Q quantized
-        n.output[0]: producer[n.input[0]].input[0]
-        for n in graph.node
-        if n.op_type == "DequantizeLinear" and n.input[0] not in inits and n.input[0] in producer
-    }
-    for node in graph.node:
-        if node.op_type not in WEIGHTED_OPS:
-            for i, name in enumerate(node.input):
-                if name in source:
-                    node.input[i] = source[name]
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    while True:  # drop the Q/DQ nodes nothing reads any more
-        dead = [
-            n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in used
-        ]
-        if not dead:
-            break
-        for node in dead:
-            graph.node.remove(node)
-        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-
-
-def _float_parts_to_fp16(model: onnx.ModelProto, path: Path) -> None:
-    """Run what Q/DQ leaves in float in fp16, keeping uint8 in and float32 out.
-
-    A strongly typed TensorRT network runs each layer in the precision its
-    graph states: with fp32 scales, CBAM, the head and every residual add
-    would run in fp32, and the INT8 engine would lose to the FP16 one.
-    """
-    from onnx import version_converter
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = version_converter.convert_version(model, FP16_QDQ_OPSET)
-    model = convert_float_to_float16(model, keep_io_types=True)
-    _constants_to_initializers(model)
-    _drop_unused_opsets(model)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-
-
-def _constants_to_initializers(model: onnx.ModelProto) -> None:
-    """Turn Constant nodes (the opset 18 reduction axes) into initializers, as TensorRT wants them."""
-    keep = []
-    for node in model.graph.node:
-        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
-        if value is None:
-            keep.append(node)
-            continue
-        value.name = node.output[0]
-        model.graph.initializer.append(value)
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
-
-
-def _drop_unused_opsets(model: onnx.ModelProto) -> None:
-    """Remove the opset imports of domains no node uses (the quantizer adds several)."""
-    used = {n.domain for n in model.graph.node} | {"", "ai.onnx"}
-    keep = [o for o in model.opset_import if o.domain in used]
-    del model.opset_import[:]
-    model.opset_import.extend(keep)
-
-
-def _to_fp16(source: Path, target: Path) -> None:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(target))
+        float_inputs_outside_weighted_layers(model)
+        float_parts_to_fp16(model, target)
 
 
 def _predict(path: Path, images: np.ndarray, batch: int = 16, *, optimize: bool = True) -> np.ndarray:
@@ -339,7 +259,7 @@ def quantize_bundle(
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "calibration.cache"
         prepared = Path(tmp) / "prepared.onnx"
-        _prepare(bundle.path(FP32_FILE), prepared)
+        prepare(bundle.path(FP32_FILE), prepared)
         for activations, file in INT8_FILES.items():
             _quantize(prepared, bundle.path(file), calib_images, activations, method, cache)
             name = f"int8-{'u8s8' if activations == 'uint8' else 's8s8'}"
@@ -347,7 +267,7 @@ def quantize_bundle(
             predicted = _predict(bundle.path(file), val_images, optimize=activations == "uint8")
             scores[name] = score_variant(reference, predicted, val_labels)
             variants[name] = _variant(file, Precision.INT8, activations, scores[name], calibration_info)
-    _to_fp16(bundle.path(FP32_FILE), bundle.path(FP16_FILE))
+    to_fp16(bundle.path(FP32_FILE), bundle.path(FP16_FILE))
     scores["fp16"] = score_variant(reference, _predict(bundle.path(FP16_FILE), val_images), val_labels)
     variants["fp16"] = _variant(FP16_FILE, Precision.FP16, "float", scores["fp16"], None)
 
@@ -371,16 +291,6 @@ def quantize_bundle(
             )
     write_manifest(bundle.root, manifest.model_copy(update={"variants": variants}))
     return load_bundle(bundle.root), scores
-
-
-def _prepare(source: Path, target: Path) -> None:
-    """Shape inference and graph clean-up that ONNX Runtime recommends, then every node named."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
-    model = onnx.load(str(target))
-    name_nodes(model)
-    onnx.save(model, str(target))
 
 
 def _variant(

@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-from onnxruntime.transformers.float16 import convert_float_to_float16
 
+from deploy.onnx_rewrites import to_fp16
 from edge_inspector.bundle import CAM, IMAGE, LOGITS, BundleManifest, HeatmapSpec, Precision, Variant, write_manifest
 from edge_inspector.preprocess import InputSpec
 
@@ -87,7 +87,7 @@ def write_tiny_bundle(out: Path, *, size: int = 64, name: str = "tiny", seed: in
     out.mkdir(parents=True, exist_ok=True)
     model = _graph(size, len(CLASSES), np.random.default_rng(seed))
     onnx.save(model, str(out / "model.onnx"))
-    onnx.save(convert_float_to_float16(model, keep_io_types=True), str(out / "model.fp16.onnx"))
+    to_fp16(out / "model.onnx", out / "model.fp16.onnx")
     for activations, quant_type in (("u8s8", QuantType.QUInt8), ("s8s8", QuantType.QInt8)):
         quantize_static(
             str(out / "model.onnx"),
