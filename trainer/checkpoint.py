@@ -18,10 +18,21 @@ from typing import Any
 import torch
 
 from edge_inspector.preprocess import InputSpec
+from trainer.config import TrainConfig
+from trainer.data import DatasetSplit, class_counts, fingerprint
+from trainer.ema import WeightAverage
 from trainer.errors import CheckpointError
 from trainer.model import DefectNet, build_model
 
-__all__ = ["CHECKPOINT_FORMAT", "RESUME_ONLY", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RESUME_ONLY",
+    "checkpoint_meta",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "resume_from",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "edge-inspector-checkpoint/1"
 # in last.pt for --resume; best.pt keeps the evaluated weights ("model") and metadata
@@ -64,3 +75,55 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[DefectNet, InputSpec]:
     )
     model.load_state_dict(state["model"])
     return model.eval(), InputSpec(**state["input"])
+
+
+def checkpoint_meta(cfg: TrainConfig, split: DatasetSplit, spec: InputSpec) -> dict[str, Any]:
+    """What every checkpoint of a run carries besides weights: enough to export, evaluate and trace it."""
+    classes = split.classes
+    return {
+        "classes": classes,
+        "ok_class": cfg.ok_class if cfg.ok_class in classes else None,
+        "input": spec.model_dump(mode="json"),
+        "arch": {
+            "name": "resnet50-cbam",
+            "attention": list(cfg.attention),
+            "dropout": cfg.dropout,
+            "cam_stride": cfg.cam_stride,
+        },
+        "threshold": cfg.threshold,
+        "config": cfg.model_dump(mode="json"),
+        "dataset": {
+            "fingerprint": fingerprint(split.train + split.val, cfg.data),
+            "train_counts": class_counts(split.train, len(classes)),
+            "val_counts": class_counts(split.val, len(classes)),
+            "given_split": split.given_split,
+        },
+    }
+
+
+def resume_from(
+    path: Path,
+    classes: list[str],
+    model: torch.nn.Module,
+    average: WeightAverage | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+) -> dict[str, Any]:
+    """Load ``last.pt``'s training state into the given objects; returns the checkpoint (history, epoch, best).
+
+    Raises:
+        CheckpointError: no usable ``last.pt``, or one trained on other classes.
+    """
+    state = load_checkpoint(path)
+    if state["classes"] != classes:
+        raise CheckpointError(f"{path}: classes {state['classes']} differ from the data's {classes}")
+    model.load_state_dict(state.get("train_model", state["model"]))
+    if average is not None:
+        average.model.load_state_dict(state["model"])
+        average.updates = state.get("ema_updates", 0)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    return state

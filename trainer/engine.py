@@ -35,6 +35,11 @@ class EpochStats:
     correct: int
     seen: int
 
+    @classmethod
+    def total(cls, parts: list[EpochStats]) -> EpochStats:
+        """The sums over every process's share."""
+        return cls(sum(p.loss_sum for p in parts), sum(p.correct for p in parts), sum(p.seen for p in parts))
+
 
 @dataclass(frozen=True)
 class Predictions:
@@ -43,6 +48,16 @@ class Predictions:
     probs: np.ndarray
     labels: np.ndarray
     loss_sum: float
+
+    @classmethod
+    def merged(cls, parts: list[Predictions]) -> Predictions:
+        """Every process's shard as one pass (the shards are disjoint)."""
+        filled = [p for p in parts if len(p.labels)] or parts[:1]
+        return cls(
+            np.concatenate([p.probs for p in filled]),
+            np.concatenate([p.labels for p in filled]),
+            sum(p.loss_sum for p in filled),
+        )
 
 
 def resolve_amp(device: torch.device, mode: AmpMode) -> torch.dtype | None:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainer.checkpoint import load_checkpoint, model_from_checkpoint
-from trainer.data import ImageDataset, Sample, scan_folder
+from trainer.data import DatasetSplit, ImageDataset, Sample, scan_folder
 from trainer.engine import evaluate
 from trainer.errors import CheckpointError, DatasetError
 from trainer.metrics import classification_metrics
@@ -38,6 +38,16 @@ def folder_samples(data: Path, classes: list[str]) -> list[Sample]:
     if not samples:
         raise CheckpointError(f"{root}: no readable images of the classes {classes}")
     return samples
+
+
+def write_split(path: Path, split: DatasetSplit, root: Path) -> None:
+    """Record a run's split in ``split.json`` (paths relative to ``root``), for :func:`split_samples`."""
+
+    def rel(samples: list[Sample]) -> list[list[Any]]:
+        return [[str(s.path.relative_to(root)), s.label] for s in samples]
+
+    payload = {"root": str(root.resolve()), "classes": split.classes, "train": rel(split.train), "val": rel(split.val)}
+    path.write_text(json.dumps(payload, indent=1))
 
 
 def split_samples(run_dir: Path) -> list[Sample]:

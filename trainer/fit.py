@@ -22,14 +22,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from edge_inspector.preprocess import InputSpec
-from trainer.checkpoint import RESUME_ONLY, load_checkpoint, save_checkpoint
+from trainer.checkpoint import RESUME_ONLY, checkpoint_meta, resume_from, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import DatasetSplit, ImageDataset, class_counts, discover, fingerprint
+from trainer.data import DatasetSplit, ImageDataset, class_counts, discover
 from trainer.distributed import DistContext, ShardSampler, gather_objects, init_distributed, shutdown_distributed
 from trainer.ema import WeightAverage, half_life_decay
 from trainer.engine import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
-from trainer.errors import CheckpointError
-from trainer.evaluation import write_evaluation
+from trainer.evaluation import write_evaluation, write_split
 from trainer.freezing import count_parameters, freeze_stages
 from trainer.losses import BoxGuidance, build_loss
 from trainer.metrics import classification_metrics
@@ -131,14 +130,6 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
         writer.writerows(history)
 
 
-def _write_split(path: Path, split: DatasetSplit, root: Path) -> None:
-    def rel(samples: list[Any]) -> list[list[Any]]:
-        return [[str(s.path.relative_to(root)), s.label] for s in samples]
-
-    payload = {"root": str(root.resolve()), "classes": split.classes, "train": rel(split.train), "val": rel(split.val)}
-    path.write_text(json.dumps(payload, indent=1))
-
-
 def _prepare_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> DefectNet:
     model = build_model(
         num_classes=num_classes,
@@ -218,17 +209,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
     history: list[dict[str, Any]] = []
     best_score, best_epoch, stale, start_epoch = -float("inf"), 0, 0, 0
     if cfg.resume:
-        state = load_checkpoint(run_dir / "last.pt")
-        if state["classes"] != classes:
-            raise CheckpointError(f"{run_dir / 'last.pt'}: classes {state['classes']} differ from the data's {classes}")
-        model.load_state_dict(state.get("train_model", state["model"]))
-        if average is not None:
-            average.model.load_state_dict(state["model"])
-            average.updates = state.get("ema_updates", 0)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        state = resume_from(run_dir / "last.pt", classes, model, average, optimizer, scheduler, scaler)
         history, start_epoch = state["history"], state["epoch"]
         best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale_epochs"]
         if ctx.is_main:
@@ -241,28 +222,11 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
     net: torch.nn.Module = DistributedDataParallel(model) if ctx.enabled else model
     if cfg.compile:
         net = torch.compile(net)
-    meta = {
-        "classes": classes,
-        "ok_class": classes[ok_index] if ok_index is not None else None,
-        "input": spec.model_dump(mode="json"),
-        "arch": {
-            "name": "resnet50-cbam",
-            "attention": list(cfg.attention),
-            "dropout": cfg.dropout,
-            "cam_stride": cfg.cam_stride,
-        },
-        "threshold": cfg.threshold,
-        "config": cfg.model_dump(mode="json"),
-    }
+    meta: dict[str, Any] = {}
     if ctx.is_main:
+        meta = checkpoint_meta(cfg, split, spec)
         (run_dir / "config.json").write_text(json.dumps(meta["config"], indent=2))
-        _write_split(run_dir / "split.json", split, cfg.data)
-        meta["dataset"] = {
-            "fingerprint": fingerprint(split.train + split.val, cfg.data),
-            "train_counts": train_counts,
-            "val_counts": class_counts(split.val, len(classes)),
-            "given_split": split.given_split,
-        }
+        write_split(run_dir / "split.json", split, cfg.data)
 
     epoch = start_epoch
     while epoch < planned:
@@ -289,8 +253,8 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
         finally:
             if bar:
                 bar.close()
-        train = _sum_stats(gather_objects(ctx, local))
-        preds = _merge(
+        train = EpochStats.total(gather_objects(ctx, local))
+        preds = Predictions.merged(
             gather_objects(
                 ctx,
                 evaluate(
@@ -383,18 +347,3 @@ def _epochs_within(budget_min: float, first_epoch_s: float, most: int, ctx: Dist
             " (the --epochs limit)" if planned == most else "",
         )
     return planned
-
-
-def _sum_stats(parts: list[EpochStats]) -> EpochStats:
-    return EpochStats(sum(p.loss_sum for p in parts), sum(p.correct for p in parts), sum(p.seen for p in parts))
-
-
-def _merge(parts: list[Predictions]) -> Predictions:
-    filled = [p for p in parts if len(p.labels)]
-    if not filled:
-        return parts[0]
-    return Predictions(
-        np.concatenate([p.probs for p in filled]),
-        np.concatenate([p.labels for p in filled]),
-        sum(p.loss_sum for p in filled),
-    )
