@@ -191,7 +191,9 @@ def test_free_running_on_a_live_stream_inspects_the_newest_frame() -> None:
         stop.set()
         server.stop()
         camera.join(5)
-    assert max(ages) <= 2, ages  # at most two frame periods old, however long it runs
+    # Fresh however long it runs: reading at fps instead fell 6.6 frames further behind per verdict (over 100
+    # by the 16th); here one or two frame periods, a few more when a busy machine delays the capture thread.
+    assert max(ages) <= 6, ages
     counters = camera.counters.snapshot()
     assert counters["skipped"] > counters["captured"] / 2  # grabbed, never decoded
 
