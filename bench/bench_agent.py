@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -42,21 +41,16 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import yaml
 
+from bench.agent_stages import STATION, stage_costs
 from deploy.bench import cpu_flags, make_bench_bundle
 from edge_inspector.backends import BackendKind, BackendOptions, backend_class
 from edge_inspector.bundle import Precision, load_bundle
-from edge_inspector.config import HeatmapPolicy, MqttConfig
-from edge_inspector.frames import Frame
-from edge_inspector.inspector import Inspector
 from edge_inspector.messages import Verdict, topics
-from edge_inspector.preprocess import crop_roi, resize_and_crop
+from edge_inspector.preprocess import resize_and_crop
 from edge_inspector.priority import default_inference_threads
-from edge_inspector.publisher import Publisher
-from edge_inspector.spool import Spool
 from examples.local_broker import LocalBroker
-from trainer.synth.video import render_frames, write_video
+from trainer.synth.video import render_frames
 
-STATION = "bench"
 FRAME_SIZE = 480  # camera pixels per side: the model sees 224 of them after resize and crop
 AGENT_WINDOW_S = 4.0  # the agent runs this long between two raw windows
 RAW_WINDOW_S = 1.0  # each batch size's raw window
@@ -91,18 +85,6 @@ def _frames(folder: Path, count: int) -> list[Path]:
         cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         paths.append(path)
     return paths
-
-
-def _per_call_ms(run: Callable[[], object], seconds: float = 2.0, warmup: int = 3) -> float:
-    """Median milliseconds of one call, over ``seconds``."""
-    for _ in range(warmup):
-        run()
-    samples, deadline = [], time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(samples) < 5:
-        start = time.perf_counter()
-        run()
-        samples.append((time.perf_counter() - start) * 1000)
-    return float(np.median(samples))
 
 
 def raw_rate(backend_infer: Callable[[np.ndarray], object], batch: np.ndarray, seconds: float) -> float:
@@ -242,67 +224,6 @@ def agent_run(
         inference_ms=round(float(np.median([v.latency.inference_ms / v.latency.batch for v in verdicts])), 2),
         postprocess_ms=round(float(np.median([v.latency.postprocess_ms for v in verdicts])), 2),
     )
-
-
-def stage_costs(bundle_dir: Path, paths: list[Path], broker: LocalBroker, work: Path, args: argparse.Namespace) -> dict:
-    """Milliseconds per frame of each stage, each timed alone on the bench's frames."""
-    bundle = load_bundle(bundle_dir)
-    spec = bundle.manifest.input
-    backend = backend_class(BackendKind(args.backend))(
-        bundle, Precision(args.precision), BackendOptions(threads=args.threads, max_batch=args.max_batch)
-    )
-    inspector = Inspector(bundle, backend, rois={}, threshold=None, heatmap=HeatmapPolicy.ALWAYS)
-    video = write_video(work / "stream.avi", [cv2.imread(str(p))[:, :, ::-1] for p in paths])
-    capture = cv2.VideoCapture(str(video))
-
-    def grab() -> None:
-        if not capture.grab():
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            capture.grab()
-
-    costs: dict[str, float] = {}
-    costs["grab (live stream: MJPEG, FFmpeg)"] = _per_call_ms(grab)
-    costs["retrieve + to RGB (frames to inspect)"] = _per_call_ms(
-        lambda: cv2.cvtColor(capture.retrieve()[1], cv2.COLOR_BGR2RGB)
-    )
-    capture.release()
-    cycle = iter(range(10**9))
-    costs["read + decode (folder: JPEG)"] = _per_call_ms(lambda: cv2.imread(str(paths[next(cycle) % len(paths)])))
-    image = cv2.cvtColor(cv2.imread(str(paths[0])), cv2.COLOR_BGR2RGB)
-
-    def preprocess() -> np.ndarray:
-        return np.stack([resize_and_crop(crop_roi(image, None), spec)])
-
-    batch = preprocess()
-    costs["preprocess (ROI, resize, crop)"] = _per_call_ms(preprocess)
-    output = backend.infer(batch)
-    costs["infer (batch 1)"] = _per_call_ms(lambda: backend.infer(batch))
-    costs["heatmap (overlay + JPEG)"] = _per_call_ms(lambda: inspector.heatmap_jpeg(image, output.cam[0, 0]))
-    (item,) = inspector.inspect([Frame(image, datetime.now(timezone.utc), 1)])
-    backend.close()
-
-    def verdict_json() -> bytes:
-        return inspector.verdict(item, station=STATION, seq=1).model_dump_json().encode()
-
-    costs["verdict message (pydantic JSON)"] = _per_call_ms(verdict_json)
-    payload, jpeg = verdict_json(), item.heatmap_jpeg or b""
-    spool = Spool(work / "stage-spool.sqlite", max_bytes=256 * 1024 * 1024)
-    mqtt_config = MqttConfig(host=broker.host, port=broker.port)
-    publisher = Publisher(mqtt_config, station=STATION, spool=spool, status_offline=b"{}")
-    costs["spool (one transaction: verdict + heatmap)"] = _per_call_ms(
-        lambda: publisher.record([lambda _seq: [("verdict", payload), ("heatmap", jpeg)]])
-    )
-    depth = spool.depth()
-    start = time.perf_counter()
-    publisher.start()  # sends everything spooled above
-    deadline = time.monotonic() + 60
-    while publisher.stats()["acked"] < depth["verdicts"] and time.monotonic() < deadline:
-        time.sleep(0.01)
-    sent = publisher.stats()["acked"]
-    costs["publish (to the broker's ack, per message, pipelined)"] = (time.perf_counter() - start) * 1000 / max(1, sent)
-    publisher.stop()
-    spool.close()
-    return {name: round(value, 3) for name, value in costs.items()}
 
 
 def main() -> None:
