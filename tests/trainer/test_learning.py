@@ -37,5 +37,5 @@ def test_short_run_learns_synthetic_defects(tmp_path: Path) -> None:
     with (run / "history.csv").open() as handle:
         losses = [float(row["train_loss"]) for row in csv.DictReader(handle)]
     assert losses[-1] < 0.9 * losses[0]  # training loss falls
-    # measured on a 2-core Zen 4: 0.369 (seed 0); chance is 0.143
+    # measured on the 2-core Xeon VM, fp32: 0.488 (seed 0); chance is 0.143
     assert metrics["balanced_accuracy"] >= 2 * CHANCE
