@@ -33,15 +33,16 @@ from edge_inspector.capture import Camera, CameraState
 from edge_inspector.config import AgentConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
-from edge_inspector.health import Counters, MetricsServer
+from edge_inspector.health import Counters
 from edge_inspector.inspector import Inferred, Inspection, Inspector, load_inspector
 from edge_inspector.messages import Status, Trigger, topics
+from edge_inspector.metrics import AgentMetrics
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
 from edge_inspector.sources import check_source
 from edge_inspector.spool import Kind, Spool
 from edge_inspector.stage import Stage
-from edge_inspector.status_report import build_status, last_will, metric_values
+from edge_inspector.status_report import build_status, last_will
 
 __all__ = ["Agent"]
 
@@ -66,7 +67,7 @@ class Agent:
         self.spool: Spool | None = None
         self.samples = SampleKeeper(config.samples)
         self._last_reload_error: str | None = None
-        self._metrics: MetricsServer | None = None
+        self._metrics: AgentMetrics | None = None
 
     # -- model -------------------------------------------------------------
     def _reload(self) -> None:
@@ -166,6 +167,9 @@ class Agent:
             else:
                 self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
         self.counters.inferred([i.label for i in inspections])
+        if self._metrics is not None:
+            for item in inspections:
+                self._metrics.observe(item.latency)
 
     def _inspect(
         self, frames: list[Frame], output: Stage[tuple[Inspector, Inferred]], give_up: threading.Event
@@ -251,7 +255,8 @@ class Agent:
         )
         try:
             if (port := self.config.health.prometheus_port) is not None:
-                self._metrics = MetricsServer(port, lambda: metric_values(self._status("online")))
+                self._metrics = AgentMetrics(lambda: self._status("online"))
+                self._metrics.serve(port)
             self.publisher.start()
             # a camera that goes away or comes back is news for the MES now, not at the next status tick
             self.cameras = [

@@ -14,7 +14,7 @@ from edge_inspector.messages import CameraStatus, ModelRef, Status
 from edge_inspector.publisher import Publisher
 from edge_inspector.spool import Spool
 
-__all__ = ["build_status", "last_will", "metric_values", "redact"]
+__all__ = ["build_status", "last_will", "redact"]
 
 
 def redact(source: str | int) -> str:
@@ -84,14 +84,3 @@ def last_will(config: AgentConfig, model: ModelRef | None) -> bytes:
         broker_connected=False,
     )
     return will.model_dump_json().encode()
-
-
-def metric_values(status: Status) -> dict[str, float]:
-    """The Prometheus gauges and counters of a status, by name."""
-    values: dict[str, float] = dict(status.counters)
-    values.update({f"spool_{k}": v for k, v in status.spool.items()})
-    values["broker_connected"] = float(status.broker_connected)
-    values["uptime_seconds"] = status.uptime_s or 0.0
-    values["cameras_streaming"] = float(sum(c.state == CameraState.STREAMING.value for c in status.cameras))
-    values["cameras"] = float(len(status.cameras))
-    return values

@@ -14,6 +14,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from agent_process import STATION, agent_config, start_agent, statuses_of, stop_agent, verdicts_of, video
 from mqtt_broker import MosquittoBroker, Subscriber, free_port
+from prometheus_client.parser import text_string_to_metric_families
 
 from edge_inspector.bundle import load_bundle, write_manifest
 from trainer.synth.video import render_frames
@@ -30,8 +31,16 @@ def test_video_to_mqtt_end_to_end(tmp_path: Path, tiny_bundle: Path) -> None:
             sub.wait_until(lambda ms: len(verdicts_of(ms)) >= 14, timeout=60)
             sub.wait_until(lambda ms: any(s.cameras[0].state == "ended" for s in statuses_of(ms)), timeout=10)
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
-                metrics = response.read().decode()
-            assert "edge_inspector_inferred 14.0" in metrics and "edge_inspector_broker_connected 1.0" in metrics
+                families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+            assert families["edge_inspector_inferred"].type == "counter"
+            assert samples["edge_inspector_inferred_total", ()] == 14
+            assert sum(s.value for s in families["edge_inspector_verdicts"].samples) == 14  # by label
+            assert samples["edge_inspector_stage_seconds_count", (("stage", "total"),)] == 14  # one per verdict
+            assert samples["edge_inspector_broker_connected", ()] == 1
+            assert samples["edge_inspector_camera_state", (("camera", "cam0"), ("state", "ended"))] == 1
+            (model,) = families["edge_inspector_model_info"].samples
+            assert model.labels["name"] == "tiny" and model.labels["precision"] == "int8"
             assert stop_agent(agent, tmp_path) == 0
         finally:
             agent.kill()

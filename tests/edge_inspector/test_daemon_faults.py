@@ -18,6 +18,7 @@ from agent_process import STATION, agent_config, start_agent, statuses_of, stop_
 from mjpeg_server import MjpegCamera
 from mqtt_broker import MosquittoBroker, Subscriber, free_port
 from polling import wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 from trainer.synth.video import render_frames
 
@@ -115,9 +116,10 @@ def _tiny_disk(path: Path, size_kb: int) -> Iterator[Path]:
 
 
 def _metrics(port: int) -> dict[str, float]:
+    """The agent's unlabelled samples, read with prometheus-client's parser."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        lines = response.read().decode().splitlines()
-    return {name: float(value) for name, value in (ln.split() for ln in lines if ln and not ln.startswith("#"))}
+        families = text_string_to_metric_families(response.read().decode())
+        return {s.name: s.value for family in families for s in family.samples if not s.labels}
 
 
 def _wait_metric(port: int, name: str, ok: Callable[[float], bool], timeout: float) -> dict[str, float]:
@@ -155,12 +157,12 @@ def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, tiny_bundle
         agent = start_agent(config, tmp_path)
         try:
             full = _wait_metric(metrics_port, "edge_inspector_spool_disk_full", lambda v: v == 1, timeout=90)
-            inferred = full["edge_inspector_inferred"]
-            later = _wait_metric(metrics_port, "edge_inspector_inferred", lambda v: v > inferred, timeout=30)
+            inferred = full["edge_inspector_inferred_total"]
+            later = _wait_metric(metrics_port, "edge_inspector_inferred_total", lambda v: v > inferred, timeout=30)
             assert agent.poll() is None, (tmp_path / "agent.log").read_text()[-2000:]
-            assert later["edge_inspector_inferred"] > full["edge_inspector_inferred"]  # inspection goes on
-            assert later["edge_inspector_spool_lost"] > 0  # nowhere to go: counted, not hidden
-            assert later["edge_inspector_samples_skipped"] > 0  # keeping samples paused
+            assert later["edge_inspector_inferred_total"] > full["edge_inspector_inferred_total"]  # inspection goes on
+            assert later["edge_inspector_spool_lost_total"] > 0  # nowhere to go: counted, not hidden
+            assert later["edge_inspector_samples_skipped_total"] > 0  # keeping samples paused
             assert "the disk is full" in (tmp_path / "agent.log").read_text()
 
             broker.start()  # the broker is back while the disk is still full: verdicts go out live
@@ -168,7 +170,7 @@ def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, tiny_bundle
                 received = sub.wait_until(lambda ms: len(verdicts_of(ms)) >= 5, timeout=60)
                 live = verdicts_of(received)
                 assert [v.seq for v in live] == sorted(v.seq for v in live)
-                _wait_metric(metrics_port, "edge_inspector_spool_undurable", lambda v: v > 0, timeout=30)
+                _wait_metric(metrics_port, "edge_inspector_spool_undurable_total", lambda v: v > 0, timeout=30)
 
                 filler.unlink()  # room again: durability resumes by itself
                 _wait_metric(metrics_port, "edge_inspector_spool_disk_full", lambda v: v == 0, timeout=60)
