@@ -14,6 +14,7 @@ CHANCE = 1 / len(CLASSES)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 2.5 min alone; over 15 min with both cores busy elsewhere (a guard against hangs)
 def test_short_run_learns_synthetic_defects(tmp_path: Path) -> None:
     data = tmp_path / "pcb"
     generate_dataset(data, per_class=60, size=96, seed=11, view=0.3)
