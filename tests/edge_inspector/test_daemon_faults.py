@@ -23,14 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from trainer.synth.video import render_frames
 
 
-def _spooled_verdicts(path: Path) -> Callable[[], int]:
-    """How many verdicts the agent's spool holds now (read-only, beside the running agent)."""
-
-    def count() -> int:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
-            return int(db.execute("SELECT COUNT(*) FROM messages WHERE kind = 'verdict'").fetchone()[0])
-
-    return count
+def _spooled(path: Path, kind: str | None = None) -> int:
+    """Messages (of one kind, or all) waiting in the agent's spool now, read-only beside the running agent."""
+    where, args = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        return int(db.execute(f"SELECT COUNT(*) FROM messages {where}", args).fetchone()[0])
 
 
 def test_broker_outage_loses_no_verdict(tmp_path: Path, tiny_bundle: Path) -> None:
@@ -45,8 +42,8 @@ def test_broker_outage_loses_no_verdict(tmp_path: Path, tiny_bundle: Path) -> No
         try:
             sub.wait_for(5, timeout=60)
             broker.stop()
-            spooled = _spooled_verdicts(tmp_path / "spool.sqlite")
-            assert wait_until(lambda: spooled() >= 10, timeout=60)  # inspected while the broker is away: kept
+            spool = tmp_path / "spool.sqlite"  # inspected while the broker is away: kept
+            assert wait_until(lambda: _spooled(spool, "verdict") >= 10, timeout=60)
             broker.start()
             received = sub.wait_until(lambda ms: {v.seq for v in verdicts_of(ms)} >= set(range(1, 41)), timeout=90)
             assert stop_agent(agent, tmp_path) == 0
@@ -55,12 +52,6 @@ def test_broker_outage_loses_no_verdict(tmp_path: Path, tiny_bundle: Path) -> No
     seqs = [v.seq for v in verdicts_of(received)]
     first_seen = list(dict.fromkeys(seqs))
     assert first_seen == list(range(1, 41))  # every verdict, in order (QoS 1 may repeat one, never reorder)
-
-
-def _rows(tmp_path: Path) -> int:
-    """Messages waiting in the agent's spool."""
-    with sqlite3.connect(tmp_path / "spool.sqlite") as db:
-        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
 
 
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
@@ -84,19 +75,20 @@ def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, tiny_bund
         agent = start_agent(config, tmp_path)
         try:
             # refused again and again, while frames go on through inference
-            wait_until(lambda: broker.log().count("not authorised") >= 2 and _rows(tmp_path) >= 5, timeout=30)
+            spool = tmp_path / "spool.sqlite"
+            wait_until(lambda: broker.log().count("not authorised") >= 2 and _spooled(spool) >= 5, timeout=30)
             assert agent.poll() is None, (tmp_path / "agent.log").read_text()[-2000:]
             log = (tmp_path / "agent.log").read_text()
             assert log.count("refused the connection: Not authorized") == 1  # logged once per change of state
             assert broker.log().count("not authorised") >= 2  # and retried
-            assert _rows(tmp_path) >= 5  # inspected and kept for later
+            assert _spooled(spool) >= 5  # inspected and kept for later
 
             subprocess.run(["mosquitto_passwd", "-b", str(users), "line7", "wrong"], check=True, capture_output=True)
             broker.stop()
             broker.start()  # now it accepts the agent's password
             assert wait_until(lambda: "mqtt: connected" in (tmp_path / "agent.log").read_text(), timeout=60)
             assert stop_agent(agent, tmp_path) == 0  # drains the spool to the broker
-            assert _rows(tmp_path) == 0
+            assert _spooled(spool) == 0
         finally:
             agent.kill()
 
