@@ -12,7 +12,7 @@ DEMO_SIZE ?= 96
 DEMO_MINUTES ?= 7
 DEMO_FIT_FLAGS ?=
 
-.PHONY: install system-deps demo test lint clean
+.PHONY: install system-deps test-deps demo test lint clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ $(EDGE_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(EDGE_VENV)
 	$(EDGE_VENV)/bin/pip install --quiet --upgrade pip
 	$(EDGE_VENV)/bin/pip install --quiet -e '.[openvino,dev]'
+	# the Sparkplug test decodes with an independent implementation; pysparkplug pins paho-mqtt < 2 for its
+	# client, which the test does not use, so it comes without its dependencies
+	$(EDGE_VENV)/bin/pip install --quiet --no-deps 'pysparkplug==0.6.1'
 	touch $(EDGE_STAMP)
 
 install: $(STAMP)
@@ -37,6 +40,17 @@ system-deps:
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 		else echo "mosquitto is missing: sudo apt-get install mosquitto"; exit 1; fi; \
+	fi
+
+# the tests also drive the live view in Debian's Chromium (chromium-driver) and post images with curl;
+# as root they are installed, otherwise the tests that need them skip
+TEST_PACKAGES := chromium chromium-driver curl
+test-deps: system-deps
+	@missing=""; for pkg in $(TEST_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "note: missing$$missing (sudo apt-get install$$missing); the tests that need them skip"; fi; \
 	fi
 
 demo: $(STAMP) system-deps
@@ -55,7 +69,7 @@ demo: $(STAMP) system-deps
 	@echo "training report: $(DEMO_RUN)/report.html   heatmaps: demo/heatmaps/"
 
 # the agent's tests in the box's venv (which proves they need no torch), the rest with the training stack
-test: $(STAMP) $(EDGE_STAMP) system-deps
+test: $(STAMP) $(EDGE_STAMP) test-deps
 	$(EDGE_VENV)/bin/python -m pytest tests/edge_inspector
 	$(BIN)/python -m pytest --ignore=tests/edge_inspector
 
@@ -64,3 +78,10 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(DEMO_DATA) $(DEMO_RUN) $(DEMO_BUNDLE) demo
+
+# the Sparkplug B payload classes, from edge_inspector/sparkplug/sparkplug_b.proto (protoc 31 = protobuf 6.31 gencode,
+# the oldest runtime the package accepts); the result is committed
+proto:
+	$(PYTHON) -m venv /tmp/edge-inspector-protoc
+	/tmp/edge-inspector-protoc/bin/pip install --quiet "grpcio-tools==1.74.0"
+	/tmp/edge-inspector-protoc/bin/python -m grpc_tools.protoc -I. --python_out=. edge_inspector/sparkplug/sparkplug_b.proto

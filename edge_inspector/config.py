@@ -26,12 +26,14 @@ from edge_inspector.errors import ConfigError, validation_problems
 
 __all__ = [
     "ENV_PREFIX",
+    "HTTP_CAMERA",
     "PASSWORD_ENV",
     "AgentConfig",
     "CameraConfig",
     "CaptureMode",
     "HealthConfig",
     "HeatmapPolicy",
+    "HttpConfig",
     "ModelConfig",
     "MqttConfig",
     "SamplesConfig",
@@ -42,6 +44,7 @@ __all__ = [
 
 ENV_PREFIX = "EDGE_INSPECTOR__"
 PASSWORD_ENV = "EDGE_INSPECTOR_MQTT_PASSWORD"
+HTTP_CAMERA = "http"
 
 
 class CaptureMode(str, Enum):
@@ -134,6 +137,10 @@ class MqttConfig(_Section):
     heatmap_qos: Literal[0, 1, 2] = 0
     commands: bool = Field(False, description="accept cmd/trigger and cmd/reload")
     max_inflight: int = Field(20, ge=1)
+    format: Literal["json", "sparkplug"] = Field(
+        "json", description="sparkplug: verdicts as Sparkplug B DDATA (spBv1.0); heatmaps stay on the heatmap topic"
+    )
+    sparkplug_group: str = Field("edge-inspector", pattern=r"^[^/+#]+$", description="Sparkplug B group_id")
 
     @field_validator("prefix")
     @classmethod
@@ -164,7 +171,25 @@ class HealthConfig(_Section):
 
     status_interval_s: float = Field(30.0, gt=0)
     stall_after_s: float = Field(30.0, gt=0, description="no frame through inference for this long = unhealthy")
-    prometheus_port: int | None = Field(None, ge=1, le=65535)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "prometheus_port" in values:
+            raise ValueError("prometheus_port has moved: set http.port, which serves GET /metrics beside the API")
+        return values
+
+
+class HttpConfig(_Section):
+    """The HTTP API (POST /inspect, GET /status), the live view at / and GET /metrics, on one port."""
+
+    port: int | None = Field(None, ge=1, le=65535, description="off when null")
+    host: str = Field("127.0.0.1", description="0.0.0.0 to reach it from other machines")
+    token_file: Path | None = Field(None, description="POST needs 'Authorization: Bearer <the file's content>'")
+    token: SecretStr | None = Field(None, exclude=True, description="filled from token_file")
+    max_upload_mb: float = Field(16.0, gt=0, le=512, description="larger uploads get 413")
+    max_pending: int = Field(4, ge=1, le=256, description="uploads waiting for the model; more get 503")
+    timeout_s: float = Field(10.0, gt=0, description="an upload not inspected by then gets 504")
 
 
 class AgentConfig(_Section):
@@ -179,6 +204,7 @@ class AgentConfig(_Section):
     spool: SpoolConfig = SpoolConfig()
     samples: SamplesConfig = SamplesConfig()
     health: HealthConfig = HealthConfig()
+    http: HttpConfig = HttpConfig()
     drain_timeout_s: float = Field(10.0, gt=0, description="SIGTERM: time to finish queued frames and flush")
 
     @model_validator(mode="before")
@@ -197,6 +223,8 @@ class AgentConfig(_Section):
         names = [camera.name for camera in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"cameras: every camera needs its own name (got {names}); verdicts carry it")
+        if HTTP_CAMERA in names:
+            raise ValueError(f"cameras: {HTTP_CAMERA!r} is the name of images sent to POST /inspect; pick another")
         if any(c.mode is CaptureMode.TRIGGERED for c in self.cameras) and not self.mqtt.commands:
             raise ValueError("a triggered camera needs mqtt.commands: true (triggers arrive on cmd/trigger)")
         return self
@@ -248,6 +276,21 @@ def _password(mqtt: dict[str, Any], environ: dict[str, str], source: str) -> str
     return environ.get(PASSWORD_ENV)
 
 
+def _token(http: dict[str, Any], source: str) -> str | None:
+    if "token" in http:
+        raise ConfigError(f"{source}: http.token is not read from the file; use http.token_file")
+    if not http.get("token_file"):
+        return None
+    path = Path(http["token_file"])
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{source}: http.token_file: cannot read {path} ({exc.strerror})") from exc
+    if not token:
+        raise ConfigError(f"{source}: http.token_file: {path} is empty")
+    return token
+
+
 def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfig:
     """Read, merge environment overrides and validate the agent's config.
 
@@ -271,6 +314,11 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> AgentConfi
     if password is not None:
         mqtt["password"] = password
     values["mqtt"] = mqtt
+    http = dict(values.get("http") or {})
+    token = _token(http, str(path))
+    if token is not None:
+        http["token"] = token
+    values["http"] = http
     try:
         return AgentConfig.model_validate(values)
     except ValidationError as exc:

@@ -10,10 +10,12 @@ A pipeline, each step on its own thread so that none waits for another:
 - the output stage (``Stage``) turns each inferred batch into labels and
   heatmaps and spools its verdicts in one transaction, beside the next
   inference;
-- the MQTT client and its sender (``Publisher``) deliver the spool.
+- the MQTT client and its sender (``Publisher``) deliver the spool;
+- with ``http.port`` set, :mod:`edge_inspector.web` serves HTTP; images posted
+  to ``/inspect`` join the camera frames in the mailbox and are not published.
 
 One stop event, set by SIGTERM and SIGINT; shutdown runs in reverse order of
-start: stop capture, drain queued frames, finish the output stage, flush the
+start: stop serving HTTP, stop capture, drain queued frames, finish the output stage, flush the
 spool, publish offline, exit 0.
 """
 
@@ -26,23 +28,25 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 
 from edge_inspector import systemd
 from edge_inspector.capture import Camera, CameraState
 from edge_inspector.config import AgentConfig, CaptureMode
 from edge_inspector.errors import EdgeInspectorError
-from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
+from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest, route_trigger
 from edge_inspector.health import Counters
 from edge_inspector.inspector import Inferred, Inspection, Inspector, load_inspector
 from edge_inspector.messages import Status, Trigger, topics
-from edge_inspector.metrics import AgentMetrics
 from edge_inspector.publisher import Publisher
 from edge_inspector.samples import SampleKeeper
 from edge_inspector.sources import check_source
+from edge_inspector.sparkplug.node import SparkplugNode
 from edge_inspector.spool import Kind, Spool
 from edge_inspector.stage import Stage
 from edge_inspector.status_report import build_status, last_will
+from edge_inspector.web.front import WebFront
 
 __all__ = ["Agent"]
 
@@ -67,7 +71,8 @@ class Agent:
         self.spool: Spool | None = None
         self.samples = SampleKeeper(config.samples)
         self._last_reload_error: str | None = None
-        self._metrics: AgentMetrics | None = None
+        self.mailbox = FrameMailbox()
+        self.web: WebFront | None = None
 
     # -- model -------------------------------------------------------------
     def _reload(self) -> None:
@@ -82,6 +87,8 @@ class Agent:
             old, self.inspector = self.inspector, fresh
             if old is not None:
                 old.backend.close()
+            if self.publisher is not None:
+                self.publisher.new_model(fresh.model, fresh.classes)
             self._last_reload_error = None
             self.counters.add("reloads")
             log.info("reloaded %s %s", fresh.model.name, fresh.model.version)
@@ -115,34 +122,19 @@ class Agent:
                 log.warning("ignoring malformed trigger %r: %s", payload[:200], exc)
                 self.counters.add("bad_commands")
                 return
-            self._route(trigger)
+            if not route_trigger(self.triggers, trigger):
+                self.counters.add("bad_commands")
         elif topic == self.topics["reload"]:
             self.reload_requested.set()
-
-    def _route(self, trigger: Trigger) -> None:
-        """A trigger goes to the camera it names, or to every triggered camera when it names none."""
-        if trigger.camera is None:
-            targets = list(self.triggers.values())
-        else:
-            targets = [self.triggers[trigger.camera]] if trigger.camera in self.triggers else []
-        if not targets:
-            log.warning(
-                "ignoring trigger for part %r: no triggered camera %s (triggered: %s)",
-                trigger.part_id,
-                repr(trigger.camera) if trigger.camera else "",
-                ", ".join(self.triggers) or "none",
-            )
-            self.counters.add("bad_commands")
-            return
-        at = time.monotonic()
-        for target in targets:
-            target.put(TriggerRequest(trigger.part_id, at))
 
     # -- main loop ---------------------------------------------------------
     def _report(self, inferred: tuple[Inspector, Inferred]) -> None:
         """The output stage: labels and heatmaps, then verdicts to the spool (beside the next inference)."""
         inspector, batch = inferred
-        self._handle(inspector, inspector.judge(batch))
+        inspections = inspector.judge(batch)
+        line = self.web.answer(inspector, inspections) if self.web is not None else inspections
+        if line:
+            self._handle(inspector, line)
 
     def _handle(self, inspector: Inspector, inspections: list[Inspection]) -> None:
         """Spool the batch's verdicts and heatmaps (one transaction, ``seq`` included), keep samples."""
@@ -160,6 +152,8 @@ class Agent:
 
         seqs = self.publisher.record([messages(item) for item in inspections])
         for item, seq in zip(inspections, seqs, strict=True):
+            if self.web is not None:
+                self.web.show(inspector, item, seq)
             if not self.samples.wanted(item.is_defect, item.confidence):
                 continue
             if self.publisher.disk_full:  # keeping samples pauses: the disk's room is for verdicts
@@ -167,9 +161,6 @@ class Agent:
             else:
                 self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
         self.counters.inferred([i.label for i in inspections])
-        if self._metrics is not None:
-            for item in inspections:
-                self._metrics.observe(item.latency)
 
     def _inspect(
         self, frames: list[Frame], output: Stage[tuple[Inspector, Inferred]], give_up: threading.Event
@@ -183,6 +174,9 @@ class Agent:
         """
         inspector = self.inspector
         assert inspector is not None
+        frames = [f for f in frames if f.reply is None or not f.reply.cancelled()]  # posters who gave up
+        if not frames:
+            return
         try:
             inferred = inspector.infer(frames)
         except ValueError as exc:
@@ -192,6 +186,8 @@ class Agent:
                 return
             self.counters.add("failed_frames")
             log.error("camera %s: could not inspect frame %d: %s", frames[0].camera, frames[0].index, exc)
+            if frames[0].reply is not None and frames[0].reply.set_running_or_notify_cancel():
+                frames[0].reply.set_exception(exc)
             return
         if not output.put((inspector, inferred), give_up):
             log.warning("stopping: %d inferred frame(s) not reported, the output stage is stuck", len(frames))
@@ -242,27 +238,31 @@ class Agent:
             check_source(camera)
         self.inspector = load_inspector(self.config)
         self.spool = Spool(self.config.spool.path, max_bytes=int(self.config.spool.max_mb * 1024 * 1024))
-        mailbox = FrameMailbox()
         output: Stage[tuple[Inspector, Inferred]] = Stage("output", self._report, background=True)
         offline = last_will(self.config, self.inspector.model if self.inspector else None)
+        sparkplug = None
+        if self.config.mqtt.format == "sparkplug":
+            sparkplug = SparkplugNode.for_agent(self.config, self.inspector.model, self.inspector.classes)
         self.publisher = Publisher(
             self.config.mqtt,
             station=self.config.station,
             spool=self.spool,
             on_command=self._command if self.config.mqtt.commands else None,
             status_offline=offline,
+            sparkplug=sparkplug,
             on_connected=self._publish_status,
         )
         try:
-            if (port := self.config.health.prometheus_port) is not None:
-                self._metrics = AgentMetrics(lambda: self._status("online"))
-                self._metrics.serve(port)
+            if self.config.http.port is not None:
+                online = partial(self._status, "online")
+                self.web = WebFront(self.config, self.mailbox, online, self.counters, self.stop)
+                self.web.start()
             self.publisher.start()
             # a camera that goes away or comes back is news for the MES now, not at the next status tick
             self.cameras = [
                 Camera(
                     camera,
-                    mailbox,
+                    self.mailbox,
                     self.stop,
                     self.triggers.get(camera.name),
                     on_state=lambda _state: self._publish_status(),
@@ -274,9 +274,9 @@ class Agent:
                 camera.start()
             output.start()
             systemd.ready()
-            self._loop(mailbox, output)
+            self._loop(output)
         finally:
-            self._shutdown(mailbox, output)
+            self._shutdown(output)
         return 0
 
     def _prepare(self, frame: Frame) -> Frame:
@@ -284,14 +284,14 @@ class Agent:
         assert self.inspector is not None
         return self.inspector.prepare(frame)
 
-    def _loop(self, mailbox: FrameMailbox, output: Stage[tuple[Inspector, Inferred]]) -> None:
+    def _loop(self, output: Stage[tuple[Inspector, Inferred]]) -> None:
         watchdog = systemd.watchdog_interval()
         next_status = time.monotonic() + self.config.health.status_interval_s
         next_ping = time.monotonic()
         while not self.stop.is_set():
             if self.reload_requested.is_set():
                 self._reload()
-            frames = mailbox.take(self.config.model.max_batch, timeout=0.2)
+            frames = self.mailbox.take(self.config.model.max_batch, timeout=0.2)
             if frames:
                 self._inspect(frames, output, self.stop)
             now = time.monotonic()
@@ -302,17 +302,19 @@ class Agent:
                 systemd.watchdog_ping()
                 next_ping = now + watchdog
 
-    def _shutdown(self, mailbox: FrameMailbox, output: Stage[tuple[Inspector, Inferred]]) -> None:
+    def _shutdown(self, output: Stage[tuple[Inspector, Inferred]]) -> None:
         systemd.stopping()
         deadline = time.monotonic() + self.config.drain_timeout_s
         self.stop.set()
+        if self.web is not None:
+            self.web.close()
         for camera in self.cameras:
             camera.join(timeout=max(0.1, deadline - time.monotonic()))
         drain_over = threading.Event()  # the output stage gets until the deadline to take what is left
         timer = threading.Timer(max(0.0, deadline - time.monotonic()), drain_over.set)
         timer.start()
         while output.is_alive() and output.failure is None and not drain_over.is_set():
-            frames = mailbox.take(self.config.model.max_batch, timeout=0.0)
+            frames = self.mailbox.take(self.config.model.max_batch, timeout=0.0)
             if not frames:
                 break
             self._inspect(frames, output, drain_over)
@@ -328,8 +330,6 @@ class Agent:
             self.publisher.stop(
                 timeout=max(1.0, deadline - time.monotonic()), final_status=self._status_payload("offline")
             )
-        if self._metrics is not None:
-            self._metrics.close()
         if self.spool is not None:
             self.spool.close()
         if self.inspector is not None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
+from edge_inspector.messages import InspectResult, Trigger
 from edge_inspector.preprocess import ModelInput
 
-__all__ = ["Frame", "FrameMailbox", "TriggerRequest"]
+__all__ = ["Frame", "FrameMailbox", "TriggerRequest", "route_trigger"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,6 +33,8 @@ class Frame:
     part_id: str | None = None
     monotonic: float = field(default_factory=time.monotonic)
     prepared: ModelInput | None = None
+    reply: Future[InspectResult] | None = field(default=None, compare=False)
+    """An image sent to ``POST /inspect``: its inspection is answered here and not published."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,26 @@ class TriggerRequest:
 
     part_id: str
     at: float = field(default_factory=time.monotonic)
+
+
+def route_trigger(queues: Mapping[str, queue.Queue[TriggerRequest]], trigger: Trigger) -> bool:
+    """Queue a trigger for the triggered camera it names, or for each when it names none; False (logged) if none."""
+    if trigger.camera is None:
+        targets = list(queues.values())
+    else:
+        targets = [queues[trigger.camera]] if trigger.camera in queues else []
+    if not targets:
+        log.warning(
+            "ignoring trigger for part %r: no triggered camera %s (triggered: %s)",
+            trigger.part_id,
+            repr(trigger.camera) if trigger.camera else "",
+            ", ".join(queues) or "none",
+        )
+        return False
+    at = time.monotonic()
+    for target in targets:
+        target.put(TriggerRequest(trigger.part_id, at))
+    return True
 
 
 class FrameMailbox:
@@ -76,6 +105,16 @@ class FrameMailbox:
             slot.append(frame)
             self._cond.notify_all()
             return dropped
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue a frame without waiting; False when its camera's slot is full."""
+        with self._cond:
+            slot = self._slots[frame.camera]
+            if len(slot) >= self._capacity[frame.camera]:
+                return False
+            slot.append(frame)
+            self._cond.notify_all()
+            return True
 
     def take(self, limit: int, timeout: float) -> list[Frame]:
         """Up to ``limit`` waiting frames, round robin over the cameras; [] after ``timeout`` s with none."""

@@ -56,6 +56,8 @@ class Inspection:
     latency: Latency
     heatmap_jpeg: bytes | None
     roi_image: np.ndarray
+    cam: np.ndarray
+    """The label's activation map, to draw a heatmap later (the live view draws the newest frame's)."""
 
 
 class Inspector:
@@ -129,9 +131,11 @@ class Inspector:
             started = time.perf_counter()
             probs = inferred.probabilities[i]
             label, score, is_defect = self._decide(probs)
+            cam = inferred.cam[i, self.classes.index(label)]
             jpeg = None
-            if self.heatmap is HeatmapPolicy.ALWAYS or (self.heatmap is HeatmapPolicy.DEFECTS and is_defect):
-                jpeg = self.heatmap_jpeg(frame.prepared.roi, inferred.cam[i, self.classes.index(label)])
+            wanted = self.heatmap is HeatmapPolicy.ALWAYS or (self.heatmap is HeatmapPolicy.DEFECTS and is_defect)
+            if wanted or frame.reply is not None:  # an HTTP answer always carries its heatmap
+                jpeg = self.heatmap_jpeg(frame.prepared.roi, cam)
             results.append(
                 Inspection(
                     frame=frame,
@@ -149,6 +153,7 @@ class Inspector:
                     ),
                     heatmap_jpeg=jpeg,
                     roi_image=frame.prepared.roi,
+                    cam=cam,
                 )
             )
         return results
@@ -158,7 +163,7 @@ class Inspector:
         return self.judge(self.infer(frames))
 
     def verdict(self, item: Inspection, *, station: str, seq: int) -> Verdict:
-        """The MQTT verdict of an inspection, once the spool has given it its ``seq``."""
+        """The verdict of an inspection: on MQTT once the spool has given it its ``seq``; 0 for POST /inspect."""
         return Verdict(
             station=station,
             camera=item.frame.camera,
@@ -173,7 +178,7 @@ class Inspector:
             threshold=self.threshold,
             model=self.model,
             latency=item.latency,
-            heatmap=item.heatmap_jpeg is not None,
+            heatmap=item.heatmap_jpeg is not None and item.frame.reply is None,
         )
 
     def _decide(self, probs: np.ndarray) -> tuple[str, float, bool]:

@@ -23,6 +23,7 @@ __all__ = [
     "CONTENT_TYPES",
     "SCHEMA_VERSION",
     "CameraStatus",
+    "InspectResult",
     "Latency",
     "ModelRef",
     "Status",
@@ -66,7 +67,11 @@ class Verdict(_Message):
     schema_version: Literal[2] = SCHEMA_VERSION
     station: str
     camera: str = Field(description="the camera's name (cameras[].name in the agent's config)")
-    seq: int = Field(ge=1, description="monotonic per station, survives restarts; use it to drop duplicates")
+    seq: int = Field(
+        ge=0,
+        description="from 1, monotonic per station, survives restarts; use it to drop duplicates. "
+        "0 in the answer to POST /inspect, which is not published",
+    )
     part_id: str | None = Field(None, description="from cmd/trigger in triggered mode")
     captured_at: datetime = Field(description="UTC, ISO 8601")
     label: str
@@ -77,7 +82,9 @@ class Verdict(_Message):
     threshold: float
     model: ModelRef
     latency: Latency
-    heatmap: bool = Field(description="whether a heatmap with this seq is published on the heatmap topic")
+    heatmap: bool = Field(
+        description="whether a heatmap with this seq is published on the heatmap topic (POST /inspect: inline)"
+    )
 
 
 class CameraStatus(_Message):
@@ -122,6 +129,13 @@ class Trigger(_Message):
     )
 
 
+class InspectResult(_Message):
+    """The answer to ``POST /inspect``: the verdict MQTT would carry for these pixels, and its heatmap."""
+
+    verdict: Verdict
+    heatmap_jpeg: str | None = Field(None, description="base64 JPEG: the image with the label's activation map")
+
+
 CONTENT_TYPES = {"status": "application/json", "verdict": "application/json", "heatmap": "image/jpeg"}
 
 
@@ -144,4 +158,4 @@ def topics(prefix: str, station: str) -> dict[str, str]:
 
 def message_schemas() -> dict[str, Any]:
     """JSON Schemas of the messages, by name."""
-    return {model.__name__: model.model_json_schema() for model in (Verdict, Status, Trigger)}
+    return {model.__name__: model.model_json_schema() for model in (Verdict, Status, Trigger, InspectResult)}

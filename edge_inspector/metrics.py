@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -37,7 +37,7 @@ _SPOOL_GAUGES = {
     "disk_full": "1 while the spool's disk is full and messages go out without durability",
 }
 _COUNTER_HELP = {
-    "inferred": "frames through inference",
+    "inferred": "camera frames through inference",
     "captured": "frames captured, all cameras",
     "dropped": "frames replaced by a newer one before inference (free-running mode)",
     "skipped": "frames grabbed from a live source and not decoded",
@@ -48,6 +48,7 @@ _COUNTER_HELP = {
     "reload_failures": "reloads refused (the running model stayed)",
     "bad_commands": "malformed or misaddressed MQTT commands",
     "samples_skipped": "samples not kept because the disk was full",
+    "http_inspections": "images inspected through POST /inspect (not published)",
 }
 
 
@@ -94,7 +95,7 @@ class _StatusCollector(Collector):
 
 
 class AgentMetrics:
-    """The agent's registry, its HTTP endpoint and the stage histogram.
+    """The agent's registry (served at ``GET /metrics`` by :mod:`edge_inspector.web`) and the stage histogram.
 
     Args:
         status: the agent's status now (read at every scrape).
@@ -110,7 +111,6 @@ class AgentMetrics:
             buckets=_STAGE_BUCKETS,
             registry=self.registry,
         )
-        self._server = None
 
     def observe(self, latency: Latency) -> None:
         """Count one verdict's stage times."""
@@ -121,14 +121,3 @@ class AgentMetrics:
             ("total", latency.total_ms),
         ):
             self._stages.labels(stage).observe(ms / 1000.0)
-
-    def serve(self, port: int, host: str = "0.0.0.0") -> None:
-        """``GET /metrics`` on ``port``, in a background thread."""
-        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
-
-    def close(self) -> None:
-        """Stop serving."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

@@ -12,6 +12,11 @@ thus see a message twice (paho also retransmits its own copies): the ``seq``
 ``status`` is retained, QoS 1. The broker publishes the ``offline`` last will
 when the connection dies; :meth:`Publisher.stop` publishes offline itself,
 since a clean disconnect does not trigger the will.
+
+With Sparkplug B (:mod:`edge_inspector.sparkplug`) the will is the node's
+NDEATH instead, births go out on every connection before the spool drains,
+an NCMD rebirth is answered, and the JSON ``status`` is not published (one
+will per connection: NBIRTH and NDEATH say whether the station is there).
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_inspector.config import MqttConfig
-from edge_inspector.messages import CONTENT_TYPES, topics
+from edge_inspector.messages import CONTENT_TYPES, ModelRef, topics
 from edge_inspector.mqtt_client import ConnectionProblems, make_client, message_properties, probe_broker
 from edge_inspector.sender import SpoolSender
+from edge_inspector.sparkplug.node import SparkplugNode
 from edge_inspector.spool import Kind, Outgoing, Spool
 
 __all__ = ["Publisher"]
@@ -50,6 +56,7 @@ class Publisher:
         on_command: called with (topic, payload) for ``cmd/trigger`` and ``cmd/reload``
             when ``config.commands`` is on; runs on paho's network thread.
         status_offline: payload of the retained last will on ``status``.
+        sparkplug: the Edge Node, with ``mqtt.format: sparkplug``.
         on_connected: called after every (re)connection, on paho's network thread
             (the agent publishes its ``online`` status there).
 
@@ -66,6 +73,7 @@ class Publisher:
         client_id: str | None = None,
         on_command: Callable[[str, bytes], None] | None = None,
         status_offline: bytes,
+        sparkplug: SparkplugNode | None = None,
         on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
@@ -74,6 +82,7 @@ class Publisher:
         self._on_command = on_command
         self._on_connected = on_connected
         self._status_offline = status_offline
+        self._sparkplug = sparkplug
         self._v5 = config.protocol == "5"
         self.client_id = client_id or config.client_id or f"edge-inspector-{station}"
 
@@ -84,12 +93,15 @@ class Publisher:
         self._disk_full_since: float | None = None
         self._connects = 0
         self._client = self._make_client()
-        self._sender = SpoolSender(spool, self._client, window=config.max_inflight, v5=self._v5)
+        self._sender = SpoolSender(spool, self._client, window=config.max_inflight, v5=self._v5, sparkplug=sparkplug)
 
     def _make_client(self) -> mqtt.Client:
         client = make_client(self.config, self.client_id)
-        will_props = message_properties(self._v5, PacketTypes.WILLMESSAGE, CONTENT_TYPES["status"])
-        client.will_set(self.topics["status"], self._status_offline, qos=1, retain=True, properties=will_props)
+        if self._sparkplug is not None:
+            client.will_set(*self._sparkplug.will(), qos=1, retain=False)
+        else:
+            will_props = message_properties(self._v5, PacketTypes.WILLMESSAGE, CONTENT_TYPES["status"])
+            client.will_set(self.topics["status"], self._status_offline, qos=1, retain=True, properties=will_props)
         client.on_log = self._problems.paho_log
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -123,7 +135,10 @@ class Publisher:
         if not self._started:
             return
         if self.connected:
-            info = self._publish_status(self._status_offline if final_status is None else final_status)
+            if self._sparkplug is not None:
+                info = self._sparkplug.death(self._client)
+            else:
+                info = self._publish_status(self._status_offline if final_status is None else final_status)
             try:
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
             except (RuntimeError, ValueError) as exc:  # wait_for_publish raises only when it was never sent
@@ -164,6 +179,13 @@ class Publisher:
         ``undurable`` (published without a spool row) and ``lost`` (neither spooled nor sent)."""
         with self._lock:
             return {**self._sender.stats(), **self._counts, "reconnects": max(0, self._connects - 1)}
+
+    def new_model(self, model: ModelRef, classes: Sequence[str]) -> None:
+        """Sparkplug: a reloaded model is born again now when connected, else with the next connection."""
+        if self._sparkplug is not None:
+            self._sparkplug.new_model(model, classes)
+            if self.connected:
+                self._sparkplug.birth(self._client)
 
     def notify(self) -> None:
         """Wake the sender: something was put in the spool directly (:meth:`record` wakes it itself)."""
@@ -209,16 +231,18 @@ class Publisher:
 
     def _publish_undurable(self, message: Outgoing, seq: int) -> None:
         props = message_properties(self._v5, PacketTypes.PUBLISH, message.content_type or "", seq)
-        sent = self.connected and (
-            self._client.publish(message.topic, message.payload, qos=message.qos, properties=props).rc
-            == MQTTErrorCode.MQTT_ERR_SUCCESS
-        )
+        sent = False
+        if self.connected and self._sparkplug is not None and message.kind == "verdict":
+            sent = self._sparkplug.publish_verdict(self._client, message.payload).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        elif self.connected:
+            info = self._client.publish(message.topic, message.payload, qos=message.qos, properties=props)
+            sent = info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
         with self._lock:
             self._counts["undurable" if sent else "lost"] += 1
 
     def publish_status(self, payload: bytes) -> bool:
-        """Publish a status payload, QoS 1, retained; False (skipped, not queued) when not connected."""
-        if not self.connected:
+        """Publish a status payload, QoS 1, retained; False (skipped, not queued) when not connected or Sparkplug."""
+        if not self.connected or self._sparkplug is not None:
             return False
         return self._publish_status(payload).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
@@ -247,6 +271,9 @@ class Publisher:
             return
         with self._lock:
             self._connects += 1
+        if self._sparkplug is not None:  # births first: DDATA from the spool follows them
+            client.subscribe(self._sparkplug.command_topic, qos=0)
+            self._sparkplug.birth(client)
         self._sender.link_up()
         log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
         self._problems.clear()
@@ -258,7 +285,14 @@ class Publisher:
             except Exception:  # a bug in the callback must not kill paho's network thread
                 log.exception("mqtt: on_connected callback failed")
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+    def _next_session(self, client: mqtt.Client) -> None:
+        """Sparkplug: the next connection's will carries the next ``bdSeq``."""
+        if self._sparkplug is not None:
+            self._sparkplug.next_session()
+            client.will_set(*self._sparkplug.will(), qos=1, retain=False)
+
+    def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
+        self._next_session(client)
         self._problems.report(
             f"cannot connect to the broker at {self.config.host}:{self.config.port}: {probe_broker(self.config)}; "
             "retrying (backoff up to 30 s)",
@@ -266,8 +300,9 @@ class Publisher:
         )
 
     def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Properties | None
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Properties | None
     ) -> None:
+        self._next_session(client)
         was_connected = self._sender.up
         unacked = self._sender.link_down()
         if was_connected and not self._stopped:
@@ -283,7 +318,12 @@ class Publisher:
     ) -> None:
         self._sender.answer(mid, reason)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        node = self._sparkplug
+        if node is not None and message.topic == node.command_topic:
+            if node.rebirth_requested(bytes(message.payload)):
+                node.birth(client)
+            return
         if self._on_command is None or message.topic not in (self.topics["trigger"], self.topics["reload"]):
             return
         try:

@@ -1,5 +1,8 @@
 """The sender thread: forwards spooled rows to paho in order and deletes what the broker acknowledged.
 
+With Sparkplug B, verdict rows go out as their camera's DDATA (QoS 0: done
+once paho has written them), heatmaps as before.
+
 At most ``window`` rows are unanswered at a time; the bookkeeping is
 :class:`~edge_inspector.inflight.InFlight`. Paho's network thread reports the
 connection going up or down and the broker's answers; they only touch memory
@@ -21,6 +24,7 @@ from edge_inspector.inflight import Answer, InFlight
 from edge_inspector.messages import CONTENT_TYPES
 from edge_inspector.mqtt_client import message_properties
 from edge_inspector.priority import run_in_background
+from edge_inspector.sparkplug.node import SparkplugNode
 from edge_inspector.spool import Spool, SpoolItem
 
 __all__ = ["SpoolSender"]
@@ -33,9 +37,12 @@ _IDLE_WAIT_S = 1.0  # the sender re-reads the spool at least this often, notifie
 class SpoolSender:
     """Drains ``spool`` through ``client``; ``counts`` are ``published``, ``acked``, ``rejected``, ``invalid``."""
 
-    def __init__(self, spool: Spool, client: mqtt.Client, *, window: int, v5: bool) -> None:
+    def __init__(
+        self, spool: Spool, client: mqtt.Client, *, window: int, v5: bool, sparkplug: SparkplugNode | None = None
+    ) -> None:
         self._spool = spool
         self._client = client
+        self._sparkplug = sparkplug
         self._window = window
         self._v5 = v5
         # Guarded by self._cond. Never call paho while holding it: paho holds its own locks in our callbacks.
@@ -160,8 +167,12 @@ class SpoolSender:
         """Hand one row to paho; False when the batch should stop (disconnected, queue full)."""
         content_type = item.content_type or CONTENT_TYPES[item.kind]
         props = message_properties(self._v5, PacketTypes.PUBLISH, content_type, item.seq)
+        qos = item.qos
         try:
-            info = self._client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain, properties=props)
+            if self._sparkplug is not None and item.kind == "verdict":
+                info, qos = self._sparkplug.publish_verdict(self._client, item.payload), 0
+            else:
+                info = self._client.publish(item.topic, item.payload, qos=qos, retain=item.retain, properties=props)
         except ValueError as exc:  # bad topic or oversized payload: it can never be sent
             log.error("mqtt: deleting unpublishable %s seq=%d: %s", item.kind, item.seq, exc)
             with self._cond:
@@ -178,6 +189,6 @@ class SpoolSender:
             return False
         with self._cond:
             self.counts["published"] += 1
-            current = self._inflight.handed(item.id, info.mid, item.qos, epoch)  # False: disconnected meanwhile
+            current = self._inflight.handed(item.id, info.mid, qos, epoch)  # False: disconnected meanwhile
             self._cond.notify_all()
         return current

@@ -18,7 +18,7 @@ import yaml
 
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.messages import Verdict, topic_root, topics
-from examples.local_broker import LocalBroker
+from examples.local_broker import LocalBroker, free_port
 from trainer.synth.video import render_frames, write_video
 
 STATION = "demo-line"
@@ -66,6 +66,7 @@ def run_demo(bundle: Path, out: Path, frames: int, fps: float) -> int:
     (out / "heatmaps").mkdir(exist_ok=True)
     images, truth = render_frames(frames, size=96, seed=2024, frame_size=288)
     video = write_video(out / "line.avi", images, fps=fps)
+    http_port = free_port()
     with LocalBroker() as broker:
         config = {
             "station": STATION,
@@ -74,9 +75,11 @@ def run_demo(bundle: Path, out: Path, frames: int, fps: float) -> int:
             "mqtt": {"host": broker.host, "port": broker.port, "heatmap": "always", "heatmap_qos": 1},
             "spool": {"path": str((out / "spool.sqlite").resolve())},
             "samples": {"folder": str((out / "samples").resolve())},
+            "http": {"port": http_port},
         }
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         print(f"broker on {broker.host}:{broker.port}; agent config {out / 'config.yaml'}", flush=True)
+        print(f"live view while it runs: http://127.0.0.1:{http_port}/", flush=True)
         collector = _Collector(broker, out / "heatmaps", truth)
         with (out / "agent.log").open("w") as log:
             agent = subprocess.Popen(

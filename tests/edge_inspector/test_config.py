@@ -90,6 +90,11 @@ def test_several_cameras_one_model(tmp_path: Path) -> None:
         ("station: a\ncamera: {source: 0, mode: triggered}\nmodel: {bundle: /b}\n", "needs mqtt.commands"),
         ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nmqtt: {password: x}\n", "not read from the file"),
         ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nmqtt: {password_file: /nope}\n", "cannot read /nope"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nhealth: {prometheus_port: 9100}\n", "set http.port"),
+        ("station: a\ncamera: {source: 0, name: http}\nmodel: {bundle: /b}\n", "POST /inspect; pick another"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nhttp: {port: 0}\n", "http.port"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nhttp: {token: x}\n", "use http.token_file"),
+        ("station: a\ncamera: {source: 0}\nmodel: {bundle: /b}\nhttp: {token_file: /nope}\n", "cannot read /nope"),
         ("station: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "mapping of settings"),
     ],
@@ -100,6 +105,18 @@ def test_bad_configs_name_the_field(tmp_path: Path, text: str, expected: str) ->
         load_config(path, environ={})
     message = str(info.value)
     assert message.startswith(str(path)) and expected in message and "\n" not in message
+
+
+def test_http_token_comes_from_its_file(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("  t0ken \n")
+    text = f"station: a\ncamera: {{source: 0}}\nmodel: {{bundle: /b}}\nhttp: {{port: 8080, token_file: {token}}}\n"
+    config = load_config(_write(tmp_path, text), environ={})
+    assert config.http.token is not None and config.http.token.get_secret_value() == "t0ken"
+    assert "t0ken" not in repr(config) and "t0ken" not in config.model_dump_json()
+    token.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(_write(tmp_path, text), environ={})
 
 
 def test_check_config_cli(tmp_path: Path, password: Path, capsys: pytest.CaptureFixture[str]) -> None:

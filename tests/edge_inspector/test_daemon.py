@@ -23,9 +23,7 @@ from trainer.synth.video import render_frames
 def test_video_to_mqtt_end_to_end(tmp_path: Path, tiny_bundle: Path) -> None:
     metrics_port = free_port()
     with MosquittoBroker() as broker, Subscriber(broker.host, broker.port, f"edge-inspector/{STATION}/#") as sub:
-        config = agent_config(
-            tmp_path, tiny_bundle, broker, video(tmp_path, 14), health={"prometheus_port": metrics_port}
-        )
+        config = agent_config(tmp_path, tiny_bundle, broker, video(tmp_path, 14), http={"port": metrics_port})
         agent = start_agent(config, tmp_path)
         try:
             sub.wait_until(lambda ms: len(verdicts_of(ms)) >= 14, timeout=60)

@@ -144,7 +144,7 @@ def test_a_full_disk_degrades_inspection_never_stops(tmp_path: Path, tiny_bundle
             camera={"loop": True, "fps": 10},
             spool={"path": str(disk / "spool.sqlite"), "max_mb": 64},
             samples={"folder": str(disk / "samples"), "low_confidence": 0.99},
-            health={"prometheus_port": metrics_port},
+            http={"port": metrics_port},
         )
         agent = start_agent(config, tmp_path)
         try:

@@ -1,9 +1,7 @@
 """The Prometheus endpoint, read back with prometheus-client's own parser."""
 
-import urllib.request
 from datetime import datetime, timezone
 
-from mqtt_broker import free_port
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -75,14 +73,3 @@ def test_counters_gauges_camera_states_model_info_and_stage_histograms() -> None
     assert _value(stages, "edge_inspector_stage_seconds_sum", stage="total") == 3 * 0.045
     assert _value(stages, "edge_inspector_stage_seconds_bucket", stage="inference", le="0.025") == 0
     assert _value(stages, "edge_inspector_stage_seconds_bucket", stage="inference", le="0.05") == 3
-
-
-def test_served_over_http_and_closed() -> None:
-    metrics, port = AgentMetrics(_status), free_port()
-    metrics.serve(port, host="127.0.0.1")
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            families = _families(response.read().decode())
-    finally:
-        metrics.close()
-    assert _value(families["edge_inspector_captured"], "edge_inspector_captured_total") == 9

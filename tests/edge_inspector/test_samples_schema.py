@@ -60,7 +60,8 @@ def test_roi_and_the_crop_the_model_sees() -> None:
 def test_schema_command_prints_every_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schemas = json.loads(capsys.readouterr().out)
-    assert set(schemas) == {"Verdict", "Status", "Trigger", "BundleManifest"}
+    assert set(schemas) == {"Verdict", "Status", "Trigger", "InspectResult", "BundleManifest"}
+    assert schemas["InspectResult"]["properties"]["verdict"] == {"$ref": "#/$defs/Verdict"}
     verdict = schemas["Verdict"]
     assert {"seq", "part_id", "captured_at", "label", "is_defect", "score", "probabilities", "model"} <= set(
         verdict["properties"]

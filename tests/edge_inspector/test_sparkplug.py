@@ -1,0 +1,205 @@
+"""Sparkplug B output, decoded by an independent implementation (pysparkplug), against a real Mosquitto.
+
+pysparkplug is installed without its dependencies (``make test`` does it):
+it pins paho-mqtt < 2, and only its payload decoders are used here.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from agent_process import STATION, agent_config, start_agent, stop_agent, video
+from mqtt_broker import MosquittoBroker, Received, Subscriber
+from paho.mqtt.enums import CallbackAPIVersion
+from polling import wait_until
+
+from edge_inspector.messages import Latency, ModelRef, Verdict
+from edge_inspector.sparkplug.payloads import device_birth, device_metrics, node_birth, node_death, verdict_data
+
+ps = pytest.importorskip("pysparkplug")
+
+GROUP = "plant-1"
+CLASSES = ["ok", "short", "spur"]
+MODEL = ModelRef(name="pcb", version="3", sha256="ab" * 32, backend="onnxruntime", precision="int8")
+DECODERS = {"NBIRTH": ps.NBirth, "DBIRTH": ps.DBirth, "DDATA": ps.DData, "NDEATH": ps.NDeath}
+
+
+def _verdict(seq: int, camera: str = "top") -> Verdict:
+    return Verdict(
+        station=STATION,
+        camera=camera,
+        seq=seq,
+        captured_at=datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc),
+        label="short",
+        is_defect=True,
+        score=0.8,
+        confidence=0.7,
+        probabilities={"ok": 0.2, "short": 0.7, "spur": 0.1},
+        threshold=0.5,
+        model=MODEL,
+        latency=Latency(preprocess_ms=1, inference_ms=2, postprocess_ms=1, total_ms=5.5, batch=1),
+        heatmap=False,
+    )
+
+
+def test_births_declare_what_data_sends_by_alias() -> None:
+    birth = ps.NBirth.decode(node_birth(7, MODEL, STATION))
+    assert birth.seq == 0
+    values = {m.name: m.value for m in birth.metrics}
+    assert values["bdSeq"] == 7 and values["Node Control/Rebirth"] is False and values["Model/version"] == "3"
+    assert ps.NDeath.decode(node_death(7)).bd_seq_metric.value == 7
+
+    declared = ps.DBirth.decode(device_birth(1, CLASSES, seq=2))
+    assert declared.seq == 2
+    assert [m.name for m in declared.metrics] == [name for name, _ in device_metrics(CLASSES)]
+    assert all(m.is_null for m in declared.metrics)  # no verdict yet
+    by_alias = {m.alias: m for m in declared.metrics}
+    assert len(by_alias) == len(declared.metrics)
+    assert not set(by_alias) & {m.alias for m in ps.DBirth.decode(device_birth(0, CLASSES, seq=1)).metrics}
+
+    data = ps.DData.decode(verdict_data(_verdict(41), 1, CLASSES, seq=3, historical=True))
+    assert data.seq == 3
+    assert all(m.name is None and m.alias in by_alias for m in data.metrics)  # aliases only
+    assert all(m.datatype == by_alias[m.alias].datatype and m.is_historical for m in data.metrics)
+    named = {by_alias[m.alias].name: m.value for m in data.metrics}
+    assert named["verdict/seq"] == 41 and named["verdict/label"] == "short" and named["verdict/is_defect"] is True
+    assert named["verdict/probability/short"] == pytest.approx(0.7) and named["verdict/latency_ms"] == 5.5
+    assert data.metrics[0].timestamp == int(_verdict(41).captured_at.timestamp() * 1000)
+    assert "verdict/part_id" not in named or named["verdict/part_id"] is None
+
+
+def _spooled_seqs(path: Path) -> set[int]:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        return {int(row[0]) for row in db.execute("SELECT seq FROM messages WHERE kind = 'verdict'")}
+
+
+def _decoded(messages: list[Received]) -> list[tuple[ps.Topic, object]]:
+    """What the node published (the test's own NCMD left out), decoded."""
+    out = []
+    for message in messages:
+        name = ps.Topic.from_str(message.topic)
+        if str(name.message_type) in DECODERS:
+            out.append((name, DECODERS[str(name.message_type)].decode(message.payload)))
+    return out
+
+
+def _sessions(decoded: list[tuple[ps.Topic, object]]) -> list[list[tuple[ps.Topic, object]]]:
+    """The node's messages split at each NBIRTH (NDEATH left out)."""
+    sessions: list[list[tuple[ps.Topic, object]]] = []
+    for name, payload in decoded:
+        if str(name.message_type) == "NBIRTH":
+            sessions.append([])
+        if str(name.message_type) != "NDEATH" and sessions:
+            sessions[-1].append((name, payload))
+    return sessions
+
+
+def _bd_seq(payload: object) -> int:
+    if isinstance(payload, ps.NDeath):
+        return payload.bd_seq_metric.value
+    return next(m.value for m in payload.metrics if m.name == "bdSeq")  # type: ignore[attr-defined]
+
+
+def _rebirth(broker: MosquittoBroker) -> None:
+    command = ps.NCmd(
+        timestamp=ps.get_current_timestamp(),
+        metrics=(ps.Metric(timestamp=None, name="Node Control/Rebirth", datatype=ps.DataType.BOOLEAN, value=True),),
+    )
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.publish(f"spBv1.0/{GROUP}/NCMD/{STATION}", command.encode(), qos=1).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_edge_node_across_rebirth_broker_restart_kill_and_restart(tmp_path: Path, tiny_bundle: Path) -> None:
+    cameras = [
+        {"name": "top", "source": str(video(tmp_path, 12, "top.avi")), "fps": 150, "loop": True},
+        {"name": "bottom", "source": str(video(tmp_path, 12, "bottom.avi")), "fps": 150, "loop": True},
+    ]
+    spool = tmp_path / "spool.sqlite"
+    with (
+        MosquittoBroker(persistence=True, extra_config=["queue_qos0_messages true"]) as broker,
+        Subscriber(broker.host, broker.port, "spBv1.0/#", session_expiry=600) as sub,
+    ):
+        config = agent_config(
+            tmp_path, tiny_bundle, broker, None, cameras=cameras, mqtt={"format": "sparkplug", "sparkplug_group": GROUP}
+        )
+
+        def count(kind: str) -> int:
+            return sum(1 for m in sub.messages if f"/{kind}/" in m.topic)
+
+        agent = start_agent(config, tmp_path)
+        try:
+            assert wait_until(lambda: count("DDATA") >= 300, timeout=90)  # seq wraps at 256
+            _rebirth(broker)
+            assert wait_until(lambda: count("NBIRTH") == 2, timeout=30)
+            broker.stop()
+            assert wait_until(lambda: len(_spooled_seqs(spool)) >= 10, timeout=60)  # inspecting on, into the spool
+            held_back = _spooled_seqs(spool)
+            broker.start()
+            assert wait_until(lambda: count("NBIRTH") == 3, timeout=60)
+            sub.wait_until(lambda ms: _delivered(ms) >= held_back, timeout=60)
+            deaths = count("NDEATH")  # a broker shutting down may send the will of the session it ends
+            agent.send_signal(signal.SIGKILL)  # the broker sends the will
+            agent.wait(timeout=30)
+            assert wait_until(lambda: count("NDEATH") == deaths + 1, timeout=30)
+            first_run = _ddata(sub.messages)
+            agent = start_agent(config, tmp_path)  # a restart: bdSeq goes on from the file beside the spool
+            assert wait_until(lambda: count("NBIRTH") == 4 and _ddata(sub.messages) > first_run, timeout=60)
+            assert stop_agent(agent, tmp_path) == 0  # a clean stop publishes NDEATH itself
+            assert wait_until(lambda: count("NDEATH") == deaths + 2, timeout=30)
+        finally:
+            agent.kill()
+        received = sub.messages
+
+    decoded = _decoded(received)
+    births = [p for n, p in decoded if str(n.message_type) == "NBIRTH"]
+    deaths = [p for n, p in decoded if str(n.message_type) == "NDEATH"]
+    bd = [_bd_seq(b) for b in births]
+    assert bd[1] == bd[0]  # a rebirth is the same MQTT session
+    assert bd[2] != bd[1]  # the broker restart made a new session
+    assert all(_bd_seq(d) == bd[1] for d in deaths[:-2])  # the broker's shutdown ended the first session
+    assert _bd_seq(deaths[-2]) == bd[2]  # the will names the session it ends
+    assert bd[3] == (bd[2] + 1) % 256 and _bd_seq(deaths[-1]) == bd[3]  # restarted: next bdSeq, then its own death
+
+    for session in _sessions(decoded):
+        kinds = [str(n.message_type) for n, _ in session]
+        assert kinds[:3] == ["NBIRTH", "DBIRTH", "DBIRTH"] and set(kinds[3:]) <= {"DDATA"}
+        seqs = [p.seq for _, p in session]  # type: ignore[attr-defined]
+        assert seqs == [i % 256 for i in range(len(seqs))]  # 0 at birth, one more each message, wrapping
+        declared = {n.device_id: {m.alias: m for m in p.metrics} for n, p in session if str(n.message_type) == "DBIRTH"}
+        assert set(declared) == {"top", "bottom"}
+        for name, payload in session[3:]:
+            for metric in payload.metrics:  # type: ignore[attr-defined]
+                assert metric.name is None and metric.datatype == declared[name.device_id][metric.alias].datatype
+    assert len(_sessions(decoded)[0]) > 256
+
+    after_restart = _sessions(decoded)[2]
+    historical = [p for n, p in after_restart if str(n.message_type) == "DDATA" and p.metrics[0].is_historical]
+    assert len(historical) >= len(held_back)  # what waited in the spool went out, marked as history
+    assert held_back <= _delivered(received)
+
+
+def _delivered(messages: list[Received]) -> set[int]:
+    """The agent's verdict ``seq`` of every DDATA, read through the aliases its device's last DBIRTH declared."""
+    seq_alias: dict[str, int] = {}
+    seqs = set()
+    for name, payload in _decoded([m for m in messages if "/DBIRTH/" in m.topic or "/DDATA/" in m.topic]):
+        metrics = payload.metrics  # type: ignore[attr-defined]
+        if str(name.message_type) == "DBIRTH":
+            seq_alias[name.device_id] = next(m.alias for m in metrics if m.name == "verdict/seq")
+        else:
+            seqs.add(next(m.value for m in metrics if m.alias == seq_alias[name.device_id]))
+    return seqs
+
+
+def _ddata(messages: list[Received]) -> int:
+    return sum(1 for m in messages if "/DDATA/" in m.topic)
