@@ -153,7 +153,7 @@ class Agent:
         seqs = self.publisher.record([messages(item) for item in inspections])
         for item, seq in zip(inspections, seqs, strict=True):
             if self.web is not None:
-                self.web.show(inspector, item, seq)
+                self.web.published(inspector, item, seq)
             if not self.samples.wanted(item.is_defect, item.confidence):
                 continue
             if self.publisher.disk_full:  # keeping samples pauses: the disk's room is for verdicts

@@ -85,8 +85,9 @@ class WebFront:
                 reply.set_result(InspectResult(verdict=verdict, heatmap_jpeg=heatmap))
         return line
 
-    def show(self, inspector: Inspector, item: Inspection, seq: int) -> None:
-        """A published verdict on the live view; its picture is drawn only when a browser asks for it."""
+    def published(self, inspector: Inspector, item: Inspection, seq: int) -> None:
+        """A verdict just spooled for MQTT: its stage times to the histogram, itself to the live view (its picture
+        is drawn only when a browser asks for it)."""
         self.metrics.observe(item.latency)
         verdict = inspector.verdict(item, station=self.station, seq=seq).model_dump(mode="json")
         drawn = item.heatmap_jpeg
