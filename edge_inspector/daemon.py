@@ -305,9 +305,7 @@ class Agent:
     def _shutdown(self, output: Stage[tuple[Inspector, Inferred]]) -> None:
         systemd.stopping()
         deadline = time.monotonic() + self.config.drain_timeout_s
-        self.stop.set()
-        if self.web is not None:
-            self.web.close()
+        self.stop.set()  # from here on HTTP answers new uploads 503, and waiting ones are answered in the drain
         for camera in self.cameras:
             camera.join(timeout=max(0.1, deadline - time.monotonic()))
         drain_over = threading.Event()  # the output stage gets until the deadline to take what is left
@@ -321,6 +319,8 @@ class Agent:
         timer.cancel()
         if not output.close(max(0.1, deadline - time.monotonic())):
             log.warning("stopping before the output stage finished its last frames")
+        if self.web is not None:
+            self.web.close()
         if self.publisher is not None:
             if not self.publisher.flush(max(0.1, deadline - time.monotonic())):
                 log.warning(

@@ -33,7 +33,7 @@ class InFlight:
     def __init__(self) -> None:
         self.epoch = 0
         self.cursor = 0  # last spool row handed to paho in this epoch
-        self._outstanding: dict[int, int] = {}  # paho message id -> spool row, QoS >= 1
+        self._outstanding: dict[int, int] = {}  # paho message id -> spool row
         self._unmatched: dict[int, Answer | None] = {}  # answers that arrived before their id was registered
         self._acked: list[int] = []
         self._refused: list[tuple[int, Answer]] = []
@@ -51,20 +51,21 @@ class InFlight:
         """True when acknowledged or refused rows wait for :meth:`take`."""
         return bool(self._acked or self._refused)
 
-    def handed(self, row: int, mid: int, qos: int, epoch: int) -> bool:
+    def handed(self, row: int, mid: int, epoch: int) -> bool:
         """Paho took ``row`` as message ``mid`` in ``epoch``; False when that epoch has ended (it goes again).
 
-        QoS 0 is done once paho has it; a QoS >= 1 row waits for its answer,
-        unless that answer already came. Everything the sender handed out is
-        registered after this call, so unmatched answers left belong to other
-        messages (status, older epochs) and are forgotten.
+        Every row waits for its answer, unless that answer already came: the
+        broker's PUBACK or PUBCOMP for QoS >= 1, paho's word that it wrote a
+        QoS 0 message to the socket (a QoS 0 message still queued in paho when
+        the connection drops is gone, so its row must stay until then). So
+        ``window`` bounds what paho holds whatever the QoS. Everything the
+        sender handed out is registered after this call, so unmatched answers
+        left belong to other messages (status, older epochs) and are forgotten.
         """
         if epoch != self.epoch:
             return False
         self.cursor = row
-        if qos == 0:
-            self._acked.append(row)
-        elif mid in self._unmatched:
+        if mid in self._unmatched:
             self._settle(row, self._unmatched[mid])
         else:
             self._outstanding[mid] = row
@@ -77,7 +78,7 @@ class InFlight:
             self.cursor = row
 
     def answer(self, mid: int, reason: Answer | None) -> None:
-        """The broker answered message ``mid`` (PUBACK or PUBCOMP, or a refusal)."""
+        """Message ``mid`` was answered: PUBACK or PUBCOMP, a refusal, or for QoS 0 written to the socket."""
         row = self._outstanding.pop(mid, None)
         if row is None:
             self._unmatched[mid] = reason

@@ -105,11 +105,14 @@ class Inspector:
         inference, not before it.
 
         Raises:
-            ValueError: the camera's ROI lies outside the frame.
+            ValueError: the camera's ROI lies outside the frame, or OpenCV cannot resize it.
         """
         started = time.perf_counter()
         roi = crop_roi(frame.image, self.rois.get(frame.camera))
-        pixels = resize_and_crop(roi, self.bundle.manifest.input)
+        try:
+            pixels = resize_and_crop(roi, self.bundle.manifest.input)
+        except cv2.error as exc:  # an image OpenCV refuses (a sliver blown up too far): that frame fails, not the agent
+            raise ValueError(f"cannot resize a {roi.shape[1]}x{roi.shape[0]} image for the model: {exc.err}") from exc
         spent = (time.perf_counter() - started) * 1000
         return replace(frame, prepared=ModelInput(roi, pixels, self.bundle.manifest.input, spent))
 

@@ -3,7 +3,7 @@
 At-least-once: a sender thread (:mod:`edge_inspector.sender`) publishes
 spooled rows in ``id`` order, at most ``mqtt.max_inflight`` unacknowledged; a
 row leaves the spool only when the broker acknowledges it (PUBACK/PUBCOMP;
-QoS 0 once paho took it). When the
+QoS 0 once paho wrote it to the socket). When the
 connection drops, the in-flight bookkeeping is reset and every unacknowledged
 row is sent again, in order, once paho has reconnected by itself. The MES may
 thus see a message twice (paho also retransmits its own copies): the ``seq``
@@ -119,7 +119,9 @@ class Publisher:
         cfg = self.config
         log.info("mqtt: connecting to %s:%d as %s (MQTT %s)", cfg.host, cfg.port, self.client_id, cfg.protocol)
         self._sender.start()
-        self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        # Sparkplug B wants a clean session on every connection; paho's MQTT 5 default keeps it after the first
+        clean = {"clean_start": True} if self._sparkplug is not None and self._v5 else {}
+        self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s, **clean)
         self._client.loop_start()
 
     def stop(self, timeout: float = 5.0, final_status: bytes | None = None) -> None:
@@ -183,9 +185,7 @@ class Publisher:
     def new_model(self, model: ModelRef, classes: Sequence[str]) -> None:
         """Sparkplug: a reloaded model is born again now when connected, else with the next connection."""
         if self._sparkplug is not None:
-            self._sparkplug.new_model(model, classes)
-            if self.connected:
-                self._sparkplug.birth(self._client)
+            self._sparkplug.new_model(model, classes, self._client if self.connected else None)
 
     def notify(self) -> None:
         """Wake the sender: something was put in the spool directly (:meth:`record` wakes it itself)."""

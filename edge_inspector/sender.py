@@ -1,7 +1,8 @@
 """The sender thread: forwards spooled rows to paho in order and deletes what the broker acknowledged.
 
-With Sparkplug B, verdict rows go out as their camera's DDATA (QoS 0: done
-once paho has written them), heatmaps as before.
+A row is done when the broker acknowledged it (QoS >= 1) or paho wrote it
+to the socket (QoS 0). With Sparkplug B, verdict rows go out as their
+camera's DDATA, at QoS 0; heatmaps as before.
 
 At most ``window`` rows are unanswered at a time; the bookkeeping is
 :class:`~edge_inspector.inflight.InFlight`. Paho's network thread reports the
@@ -167,12 +168,13 @@ class SpoolSender:
         """Hand one row to paho; False when the batch should stop (disconnected, queue full)."""
         content_type = item.content_type or CONTENT_TYPES[item.kind]
         props = message_properties(self._v5, PacketTypes.PUBLISH, content_type, item.seq)
-        qos = item.qos
         try:
             if self._sparkplug is not None and item.kind == "verdict":
-                info, qos = self._sparkplug.publish_verdict(self._client, item.payload), 0
+                info = self._sparkplug.publish_verdict(self._client, item.payload)
             else:
-                info = self._client.publish(item.topic, item.payload, qos=qos, retain=item.retain, properties=props)
+                info = self._client.publish(
+                    item.topic, item.payload, qos=item.qos, retain=item.retain, properties=props
+                )
         except ValueError as exc:  # bad topic or oversized payload: it can never be sent
             log.error("mqtt: deleting unpublishable %s seq=%d: %s", item.kind, item.seq, exc)
             with self._cond:
@@ -189,6 +191,6 @@ class SpoolSender:
             return False
         with self._cond:
             self.counts["published"] += 1
-            current = self._inflight.handed(item.id, info.mid, qos, epoch)  # False: disconnected meanwhile
+            current = self._inflight.handed(item.id, info.mid, epoch)  # False: disconnected meanwhile
             self._cond.notify_all()
         return current

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 
 from edge_inspector.config import AgentConfig
 from edge_inspector.messages import ModelRef, Verdict
@@ -65,6 +66,7 @@ class SparkplugNode:
         self._file = bd_seq_file
         self._lock = threading.Lock()
         self._seq = 0
+        self._born = False  # births sent on this connection: data may follow
         self._born_at = 0.0
         self._save_failed = False
         self.bd_seq = (self._load() + 1) % SEQ_MODULO
@@ -111,6 +113,7 @@ class SparkplugNode:
     def next_session(self) -> None:
         """The connection is gone: the next one gets the next ``bdSeq``."""
         with self._lock:
+            self._born = False
             self.bd_seq = (self.bd_seq + 1) % SEQ_MODULO
             self._save()
 
@@ -120,18 +123,25 @@ class SparkplugNode:
         return seq
 
     def birth(self, client: mqtt.Client) -> None:
-        """NBIRTH (``seq`` 0) and a DBIRTH per camera: on every connection, on a rebirth command, on a new model."""
+        """NBIRTH (``seq`` 0) and a DBIRTH per camera: on every connection and on a rebirth command."""
         with self._lock:
-            self._seq = 1  # NBIRTH is 0
-            self._born_at = time.time()
-            births = [(topic(self.group, "NBIRTH", self.station), node_birth(self.bd_seq, self._model, self.station))]
-            for index, camera in enumerate(self.cameras):
-                seq = self._next_seq()
-                births.append(
-                    (topic(self.group, "DBIRTH", self.station, camera), device_birth(index, self._classes, seq))
-                )
-            for name, payload in births:
-                client.publish(name, payload, qos=0)
+            self._births(client)
+
+    def new_model(self, model: ModelRef, classes: Sequence[str], client: mqtt.Client | None) -> None:
+        """The model changed: born again with it and its classes now (``client``: connected), else at the next
+        connection; no DDATA goes out between the change and the births."""
+        with self._lock:
+            self._model, self._classes = model, list(classes)
+            if client is not None:
+                self._births(client)
+
+    def _births(self, client: mqtt.Client) -> None:
+        self._seq = 1  # NBIRTH is 0
+        self._born, self._born_at = True, time.time()
+        client.publish(topic(self.group, "NBIRTH", self.station), node_birth(self.bd_seq, self._model, self.station))
+        for index, camera in enumerate(self.cameras):
+            payload = device_birth(index, self._classes, self._next_seq())
+            client.publish(topic(self.group, "DBIRTH", self.station, camera), payload, qos=0)
         log.info(
             "sparkplug: born as %s/%s (bdSeq %d, %d devices)", self.group, self.station, self.bd_seq, len(self.cameras)
         )
@@ -147,6 +157,10 @@ class SparkplugNode:
             raise ValueError(f"camera {verdict.camera!r} is not a device of this node")
         device = self.cameras.index(verdict.camera)
         with self._lock:
+            if not self._born:  # connected again but not born yet: it waits for the births (paho's answer)
+                unborn = mqtt.MQTTMessageInfo(0)
+                unborn.rc = MQTTErrorCode.MQTT_ERR_NO_CONN
+                return unborn
             historical = verdict.captured_at.timestamp() < self._born_at
             payload = verdict_data(verdict, device, self._classes, self._next_seq(), historical)
             return client.publish(topic(self.group, "DDATA", self.station, verdict.camera), payload, qos=0)
@@ -155,11 +169,6 @@ class SparkplugNode:
         """NDEATH published by the node itself: a clean disconnect does not fire the will."""
         name, payload = self.will()
         return client.publish(name, payload, qos=1)
-
-    def new_model(self, model: ModelRef, classes: Sequence[str]) -> None:
-        """The model changed: the next birth declares it (and its classes)."""
-        with self._lock:
-            self._model, self._classes = model, list(classes)
 
     @staticmethod
     def rebirth_requested(payload: bytes) -> bool:

@@ -65,8 +65,11 @@ def _ms(at: datetime | None = None) -> int:
     return int((at.timestamp() if at is not None else time.time()) * 1000)
 
 
-def _add(payload: pb.Payload, datatype: int, value: Any, **fields: Any) -> pb.Payload.Metric:
-    metric = payload.metrics.add(datatype=datatype, **fields)
+def _add(payload: pb.Payload, datatype: int, value: Any, *, typed: bool = True, **fields: Any) -> pb.Payload.Metric:
+    """A metric; ``typed``: with its datatype (births and deaths; data leaves it to the birth)."""
+    metric = payload.metrics.add(**fields)
+    if typed:
+        metric.datatype = datatype
     if value is None:
         metric.is_null = True
     else:
@@ -107,7 +110,8 @@ def device_birth(device_index: int, classes: Sequence[str], seq: int) -> bytes:
 
 
 def verdict_data(verdict: Verdict, device_index: int, classes: Sequence[str], seq: int, historical: bool) -> bytes:
-    """DDATA of one verdict, metrics by alias only; ``historical`` for verdicts older than this session.
+    """DDATA of one verdict, metrics by alias only (names and types are in the DBIRTH); ``historical`` for
+    verdicts older than this session.
 
     Probabilities of classes the DBIRTH did not declare (a verdict spooled
     before a reload changed the classes) are left out.
@@ -128,7 +132,7 @@ def verdict_data(verdict: Verdict, device_index: int, classes: Sequence[str], se
     payload = pb.Payload(timestamp=_ms(), seq=seq)
     for index, (name, datatype) in enumerate(device_metrics(classes)):
         if name in values:
-            metric = _add(payload, datatype, values[name], alias=_alias(device_index, index), timestamp=at)
+            metric = _add(payload, datatype, values[name], typed=False, alias=_alias(device_index, index), timestamp=at)
             if historical:
                 metric.is_historical = True
     return payload.SerializeToString()

@@ -26,6 +26,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from edge_inspector.config import HttpConfig
 from edge_inspector.messages import InspectResult, Status
@@ -43,7 +44,6 @@ _ERRORS = {
     for code, text in {
         400: "empty, corrupt or not an image",
         401: "missing or wrong bearer token",
-        411: "no Content-Length",
         413: "over the size or pixel limit",
         415: "not multipart/form-data, image/jpeg or image/png; or not a JPEG or PNG",
         503: "too many images waiting for the model, or the agent is stopping",
@@ -106,7 +106,7 @@ def build_app(hooks: AgentHooks, settings: HttpConfig) -> FastAPI:
                 raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         if hooks.stopping.is_set():
             raise HTTPException(503, "the agent is stopping")
-        image = decode_image(await read_upload(request, max_bytes))
+        image = await run_in_threadpool(decode_image, await read_upload(request, max_bytes))
         future = hooks.submit(image)
         if future is None:
             raise HTTPException(
@@ -145,16 +145,20 @@ def build_app(hooks: AgentHooks, settings: HttpConfig) -> FastAPI:
         )
 
     @app.get("/live/events", response_class=StreamingResponse)
-    async def live_events() -> StreamingResponse:
-        """Server-Sent Events: ``verdict`` for each verdict (the last 50 first), ``status`` every 2 s."""
-        return StreamingResponse(_events(hooks), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    async def live_events(request: Request) -> StreamingResponse:
+        """Server-Sent Events: ``verdict`` for each verdict (the last 50 first, or those after the
+        ``Last-Event-ID`` a reconnecting browser sends), ``status`` every 2 s."""
+        last = request.headers.get("last-event-id", "")
+        seen = int(last) if last.isdigit() and int(last) <= hooks.feed.newest else 0  # larger: the agent restarted
+        return StreamingResponse(
+            _events(hooks, seen), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
-async def _events(hooks: AgentHooks) -> AsyncIterator[str]:
-    seen = 0
+async def _events(hooks: AgentHooks, seen: int) -> AsyncIterator[str]:
     next_status = 0.0
     while not hooks.stopping.is_set():
         for entry in hooks.feed.since(seen):
@@ -162,5 +166,6 @@ async def _events(hooks: AgentHooks) -> AsyncIterator[str]:
             yield f"event: verdict\nid: {entry.number}\ndata: {json.dumps(entry.verdict)}\n\n"
         if time.monotonic() >= next_status:
             next_status = time.monotonic() + STATUS_EVERY_S
-            yield f"event: status\ndata: {hooks.status().model_dump_json()}\n\n"
+            status = await run_in_threadpool(hooks.status)  # the spool's depth: SQLite, off the event loop
+            yield f"event: status\ndata: {status.model_dump_json()}\n\n"
         await asyncio.sleep(_POLL_S)

@@ -76,6 +76,40 @@ def _request(port: int, method: str, path: str, body: bytes = b"", headers: dict
         conn.close()
 
 
+def _chunked(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    """POST /inspect with a chunked body (no Content-Length)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("POST", "/inspect")
+        for name, value in {**headers, "Transfer-Encoding": "chunked"}.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for at in range(0, len(body), 64 * 1024):
+                piece = body[at : at + 64 * 1024]
+                conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            conn.send(b"0\r\n\r\n")
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def _first_event_id(port: int, last_seen: int | None = None) -> int:
+    """The id of the first verdict event of ``GET /live/events``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/live/events", headers={"Last-Event-ID": str(last_seen)} if last_seen else {})
+        response = conn.getresponse()
+        assert response.status == 200 and response.getheader("content-type").startswith("text/event-stream")
+        while line := response.fp.readline():
+            if line.startswith(b"id: "):
+                return int(line[4:])
+        raise AssertionError("the event stream ended without a verdict")
+    finally:
+        conn.close()
+
+
 def _same_verdict(posted: dict[str, Any], published: dict[str, Any]) -> None:
     for key in ("station", "label", "is_defect", "threshold", "model"):
         assert posted[key] == published[key], key
@@ -139,6 +173,15 @@ def test_inspect_answers_as_mqtt_does_and_refuses_bad_input(tmp_path: Path, tiny
                 {**token, "Content-Type": "image/png", "Content-Length": str(100 * 1024 * 1024)},
             )
             assert got == 413 and "over the limit" in answer["detail"]
+
+            for lying in ({}, {"Content-Length": "10"}):  # chunked, and chunked under a small Content-Length
+                got, answer = _chunked(port, b"\0" * (2 * 1024 * 1024), {**token, "Content-Type": "image/png", **lying})
+                assert got == 413, answer  # counted as it arrives, whatever the framing says
+
+            # the live view's events: the feed from the start, or after the id a reconnecting browser last saw
+            assert _first_event_id(port) == 1
+            assert _first_event_id(port, last_seen=2) == 3
+            assert _first_event_id(port, last_seen=99) == 1  # an id from before a restart: from the start
 
             # the loop lived through all of it
             code, answer = _curl(port, "-H", auth, "-F", f"image=@{boards[1]}")

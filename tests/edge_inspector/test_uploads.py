@@ -32,7 +32,13 @@ def _with_jpeg_size(data: bytes, width: int, height: int) -> bytes:
     return data[: at + 5] + struct.pack(">HH", height, width) + data[at + 9 :]
 
 
-@pytest.mark.parametrize("resize", [_with_png_size, _with_jpeg_size])
+def _with_jpeg_size_after_fill(data: bytes, width: int, height: int) -> bytes:
+    """The same, with a fill byte before the start of frame (legal: libjpeg decodes it)."""
+    at = data.index(b"\xff\xc0")
+    return _with_jpeg_size(data[:at] + b"\xff" + data[at:], width, height)
+
+
+@pytest.mark.parametrize("resize", [_with_png_size, _with_jpeg_size, _with_jpeg_size_after_fill])
 def test_huge_pictures_are_refused_from_their_header(resize) -> None:  # noqa: ANN001
     ext = ".png" if resize is _with_png_size else ".jpg"
     bomb = resize(_encoded(ext), 20_000, 20_000)  # 400 MP in a file of a few hundred bytes
@@ -54,3 +60,12 @@ def test_refusals(data: bytes, status: int) -> None:
     with pytest.raises(UploadRejected) as info:
         decode_image(data)
     assert info.value.status == status and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("size", [(1, 65_535), (8, 8), (4000, 100)])
+def test_slivers_are_refused_before_they_are_blown_up(size: tuple[int, int]) -> None:
+    """A 1x65535 image would be resized to 256x16.7M for the model: refused from its header."""
+    sliver = _with_jpeg_size(_encoded(".jpg"), *size)
+    with pytest.raises(UploadRejected) as info:
+        decode_image(sliver)
+    assert info.value.status == 400 and f"{size[0]}x{size[1]}" in str(info.value)
