@@ -138,7 +138,8 @@ class SparkplugNode:
     def _births(self, client: mqtt.Client) -> None:
         self._seq = 1  # NBIRTH is 0
         self._born, self._born_at = True, time.time()
-        client.publish(topic(self.group, "NBIRTH", self.station), node_birth(self.bd_seq, self._model, self.station))
+        birth = node_birth(self.bd_seq, self._model, self.station)
+        client.publish(topic(self.group, "NBIRTH", self.station), birth, qos=0)
         for index, camera in enumerate(self.cameras):
             payload = device_birth(index, self._classes, self._next_seq())
             client.publish(topic(self.group, "DBIRTH", self.station, camera), payload, qos=0)
