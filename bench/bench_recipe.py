@@ -1,14 +1,15 @@
 """Our training recipe against a plain torchvision-style one, at equal wall-clock, on two synthetic domains.
 
-Every recipe is ``edge-train fit`` from scratch with a time budget (after its
-first epoch a run plans only the epochs that fit) and no early stop, so each
-spends the same minutes on the same images. ``plain`` is torchvision's
+Every recipe is ``edge-train fit`` from scratch with a time budget (the run
+ends when its minutes are spent) and no early stop, so each spends the same
+minutes on the same images. ``plain`` is torchvision's
 reference recipe in our trainer's terms: ResNet50 without CBAM at stride 32,
 AdamW, warm-up + cosine, random-resized crop over 8-100 % and horizontal
 flips, cross entropy with label smoothing 0.1, no class weights, no weight
-average, no box guidance. The ablations change one thing of ours each: no
-box guidance (what ours is on images without sidecar boxes), no CBAM, or
-cross entropy instead of focal loss.
+average, no box guidance, no progressive resizing. The ablations change one
+thing of ours each: no box guidance (what ours is on images without sidecar
+boxes), no CBAM, cross entropy instead of focal loss, or no progressive
+resizing.
 
 Domains: ``pcb``, the synthetic PCB close-ups of ``edge-train synth`` (seven
 classes, balanced); ``surface``, machined metal (``bench/surface_synth.py``:
@@ -59,6 +60,7 @@ PLAIN = {
     "class_weights": False,
     "ema_half_life": 0.0,
     "box_guidance": 0.0,
+    "progressive_resize": 1.0,
     "weight_decay": 0.05,
     "monitor": "accuracy",
 }
@@ -67,6 +69,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "ours, no box guidance": {"box_guidance": 0.0},
     "ours, no CBAM": {"attention": []},
     "ours, cross entropy": {"loss": "ce"},
+    "ours, no progressive resizing": {"progressive_resize": 1.0},
 }
 
 

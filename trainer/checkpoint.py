@@ -2,7 +2,7 @@
 
 A checkpoint carries the class names, the "ok" class, the input spec and the
 architecture, so a bundle is exported from it alone, never from a second copy
-of those numbers. ``last.pt`` also holds the optimizer, scheduler and scaler
+of those numbers. ``last.pt`` also holds the optimizer, schedule and scaler
 states and the raw training weights that ``--resume`` needs; ``best.pt``,
 the one engineers keep and export, does not (a third of the size for a
 ResNet50). ``model`` is always the evaluated weights: the weight average
@@ -23,6 +23,7 @@ from trainer.data import DatasetSplit, class_counts, fingerprint
 from trainer.ema import WeightAverage
 from trainer.errors import CheckpointError
 from trainer.model import DefectNet, build_model
+from trainer.schedule import TrainingSchedule
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -36,7 +37,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "edge-inspector-checkpoint/1"
 # in last.pt for --resume; best.pt keeps the evaluated weights ("model") and metadata
-RESUME_ONLY = ("optimizer", "scheduler", "scaler", "train_model", "ema_updates")
+RESUME_ONLY = ("optimizer", "schedule", "scaler", "train_model", "ema_updates")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -107,23 +108,28 @@ def resume_from(
     model: torch.nn.Module,
     average: WeightAverage | None,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    schedule: TrainingSchedule,
     scaler: torch.amp.GradScaler | None,
 ) -> dict[str, Any]:
     """Load ``last.pt``'s training state into the given objects; returns the checkpoint (history, epoch, best).
 
     Raises:
-        CheckpointError: no usable ``last.pt``, or one trained on other classes.
+        CheckpointError: no usable ``last.pt``, one trained on other classes, or one
+            from before the run schedule (2026-11-30), which cannot be continued.
     """
     state = load_checkpoint(path)
     if state["classes"] != classes:
         raise CheckpointError(f"{path}: classes {state['classes']} differ from the data's {classes}")
+    if "schedule" not in state:
+        raise CheckpointError(
+            f"{path}: written by an older edge-train, whose schedule cannot be continued; start a new run"
+        )
     model.load_state_dict(state.get("train_model", state["model"]))
     if average is not None:
         average.model.load_state_dict(state["model"])
         average.updates = state.get("ema_updates", 0)
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    schedule.load_state_dict(state["schedule"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     return state

@@ -79,6 +79,7 @@ def _add_fit(sub: Any) -> None:
     flag("--freeze", type=_csv)
     flag("--attention", type=_csv)
     flag("--cam-stride", type=int, choices=[32, 16])
+    flag("--dropout", type=float)
     flag("--epochs", type=int)
     flag("--time-budget-min", type=float)
     flag("--batch-size", type=int)
@@ -86,7 +87,9 @@ def _add_fit(sub: Any) -> None:
     flag("--backbone-lr-mult", type=float)
     flag("--weight-decay", type=float)
     flag("--warmup-epochs", type=float)
+    flag("--progressive-resize", type=float)
     flag("--label-smoothing", type=float)
+    flag("--box-guidance", type=float)
     flag("--ema-half-life", type=float)
     flag("--augment", choices=["defect", "imagenet"])
     flag("--loss", choices=["focal", "ce"])
@@ -97,6 +100,7 @@ def _add_fit(sub: Any) -> None:
     flag("--ok-class")
     flag("--threshold", type=float)
     flag("--patience", type=int)
+    flag("--min-delta", type=float)
     flag("--monitor", choices=["balanced_accuracy", "accuracy", "loss"])
     flag("--seed", type=int)
     flag("--workers", type=int)
@@ -106,6 +110,7 @@ def _add_fit(sub: Any) -> None:
     flag("--grad-checkpointing", action=switch, default=None)
     flag("--channels-last", action=switch, default=None)
     flag("--resume", action="store_true", default=None)
+    flag("--cam-images", type=int)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -66,13 +66,21 @@ class TrainConfig(BaseModel):
     time_budget_min: float | None = Field(
         None,
         gt=0.0,
-        description="minutes the epochs may take: after epoch 1 the run plans only as many as fit (default: no limit)",
+        description="minutes the run may take from its first step, validation included: the schedule runs on the "
+        "clock and training ends when they are spent, mid-epoch if need be (default: no limit)",
     )
     batch_size: int = Field(32, ge=1, description="images per step (per process under torchrun)")
     lr: float = Field(1e-3, gt=0.0, description="learning rate of new modules (CBAM, head)")
     backbone_lr_mult: float = Field(0.1, gt=0.0, le=1.0, description="backbone rate = lr x this, when pretrained")
     weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay")
-    warmup_epochs: float = Field(1.0, ge=0.0, description="linear warm-up before the cosine schedule")
+    warmup_epochs: float = Field(1.0, ge=0.0, description="linear warm-up, multiplied into the cosine schedule")
+    progressive_resize: float = Field(
+        0.67,
+        gt=0.0,
+        le=1.0,
+        description="progressive resizing: training starts at this fraction of image_size and grows to all of it "
+        "by three quarters of the run; 1 = off",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the loss")
     box_guidance: float = Field(
         0.2,

@@ -18,6 +18,7 @@ from torch.utils.data import Sampler
 __all__ = [
     "DistContext",
     "ShardSampler",
+    "agree_max",
     "gather_objects",
     "init_distributed",
     "shutdown_distributed",
@@ -73,6 +74,15 @@ def gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def agree_max(ctx: DistContext, value: float, device: torch.device) -> float:
+    """The largest of every rank's ``value`` (``value`` itself when alone)."""
+    if not ctx.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
 
 
 class ShardSampler(Sampler[int]):

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.config import AmpMode
 from trainer.ema import WeightAverage
 from trainer.losses import BoxGuidance
+from trainer.optim import scale_rates
+from trainer.schedule import TrainingSchedule
 
 __all__ = ["EpochStats", "Predictions", "StepStats", "autocast", "evaluate", "resolve_amp", "train_one_epoch"]
 
@@ -85,8 +88,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _to_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+def _to_device(
+    images: torch.Tensor, device: torch.device, channels_last: bool, side: int | None = None
+) -> torch.Tensor:
     images = images.to(device, non_blocking=True)
+    if side is not None and side != images.shape[-1]:
+        # progressive resizing: the batch shrinks as a whole (boxes stay in full-size pixels, which the box
+        # loss reads against the map's own grid, so they need no change)
+        images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
@@ -95,7 +104,7 @@ def train_one_epoch(
     loader: Iterable[tuple[torch.Tensor, ...]],
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    schedule: TrainingSchedule,
     *,
     device: torch.device,
     amp_dtype: torch.dtype | None,
@@ -105,15 +114,20 @@ def train_one_epoch(
     guidance: BoxGuidance | None = None,
     on_step: Callable[[StepStats], None] | None = None,
 ) -> EpochStats:
-    """Train over ``loader`` once, stepping the scheduler (and ``average``) every batch.
+    """Train over ``loader`` once, or until ``schedule`` says the run is over.
 
+    Each batch gets the schedule's rate and input side, then updates ``average``.
     With ``guidance``, the loader yields ``(images, labels, boxes)`` and the
     box loss on the activation maps is added to ``loss_fn``'s.
     """
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     for step, (images, labels, *boxes) in enumerate(loader, start=1):
-        images = _to_device(images, device, channels_last)
+        plan = schedule.next_step()
+        if plan is None:
+            break
+        scale_rates(optimizer, plan.lr_factor)
+        images = _to_device(images, device, channels_last, plan.image_side)
         labels = labels.to(device, non_blocking=True)
         with autocast(device, amp_dtype):
             logits, cam = model(images, with_cam=True) if guidance is not None else (model(images), None)
@@ -130,7 +144,6 @@ def train_one_epoch(
         else:
             loss.backward()
             optimizer.step()
-        scheduler.step()
         if average is not None:
             average.update()
         batch = labels.shape[0]

@@ -25,7 +25,14 @@ from edge_inspector.preprocess import InputSpec
 from trainer.checkpoint import RESUME_ONLY, checkpoint_meta, resume_from, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import DatasetSplit, ImageDataset, class_counts, discover
-from trainer.distributed import DistContext, ShardSampler, gather_objects, init_distributed, shutdown_distributed
+from trainer.distributed import (
+    DistContext,
+    ShardSampler,
+    agree_max,
+    gather_objects,
+    init_distributed,
+    shutdown_distributed,
+)
 from trainer.ema import WeightAverage, half_life_decay
 from trainer.engine import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
 from trainer.evaluation import write_evaluation, write_split
@@ -33,7 +40,8 @@ from trainer.freezing import count_parameters, freeze_stages
 from trainer.losses import BoxGuidance, build_loss
 from trainer.metrics import classification_metrics
 from trainer.model import DefectNet, build_model
-from trainer.optim import WarmupCosine, build_optimizer, warmup_cosine
+from trainer.optim import build_optimizer
+from trainer.schedule import TrainingSchedule
 from trainer.transforms import eval_transform, train_transform
 
 __all__ = ["FitResult", "Progress", "fit", "resolve_device"]
@@ -199,8 +207,15 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
         weight_decay=cfg.weight_decay,
     )
     steps = len(train_loader)
-    shape = WarmupCosine(warmup_steps=round(cfg.warmup_epochs * steps), total_steps=cfg.epochs * steps)
-    scheduler = warmup_cosine(optimizer, shape)
+    schedule = TrainingSchedule(
+        total_steps=cfg.epochs * steps,
+        warmup_steps=round(cfg.warmup_epochs * steps),
+        image_size=cfg.image_size,
+        start_ratio=cfg.progressive_resize,
+        multiple=cfg.cam_stride,
+        budget_s=cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None,
+        agree=lambda progress: agree_max(ctx, progress, device),
+    )
     amp_dtype = resolve_amp(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
@@ -209,15 +224,15 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
     history: list[dict[str, Any]] = []
     best_score, best_epoch, stale, start_epoch = -float("inf"), 0, 0, 0
     if cfg.resume:
-        state = resume_from(run_dir / "last.pt", classes, model, average, optimizer, scheduler, scaler)
+        state = resume_from(run_dir / "last.pt", classes, model, average, optimizer, schedule, scaler)
         history, start_epoch = state["history"], state["epoch"]
         best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale_epochs"]
         if ctx.is_main:
             log.info("resuming after epoch %d (best %.4f at epoch %d)", start_epoch, best_score, best_epoch)
-    planned = cfg.epochs
-    if cfg.resume and cfg.time_budget_min is not None and start_epoch >= 1:
-        planned = min(cfg.epochs, max(1, shape.total_steps // steps))  # keeps the plan its first epoch made
-    shape.total_steps = planned * steps
+    if ctx.is_main and cfg.time_budget_min is not None:
+        log.info(
+            "time budget %g min: training ends when it is spent, or after %d epochs", cfg.time_budget_min, cfg.epochs
+        )
 
     net: torch.nn.Module = DistributedDataParallel(model) if ctx.enabled else model
     if cfg.compile:
@@ -229,19 +244,19 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
         write_split(run_dir / "split.json", split, cfg.data)
 
     epoch = start_epoch
-    while epoch < planned:
+    while not schedule.over():
         epoch += 1
         started = time.perf_counter()
         if dist_sampler is not None:
             dist_sampler.set_epoch(epoch)
-        bar = progress(steps, f"epoch {epoch}/{planned}") if progress and ctx.is_main else None
+        bar = progress(steps, f"epoch {epoch}") if progress and ctx.is_main else None
         try:
             local = train_one_epoch(
                 net,
                 train_loader,
                 loss_fn,
                 optimizer,
-                scheduler,
+                schedule,
                 device=device,
                 amp_dtype=amp_dtype,
                 scaler=scaler,
@@ -281,9 +296,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
             "seconds": round(time.perf_counter() - started, 2),
         }
         history.append(row)
-        if cfg.time_budget_min is not None and epoch == 1:
-            planned = _epochs_within(cfg.time_budget_min, row["seconds"], cfg.epochs, ctx)
-            shape.total_steps = planned * steps
+        done = schedule.progress()  # on every rank: agreeing is a collective
         score = _score(metrics, val_loss, cfg.monitor)
         improved = score > best_score + cfg.min_delta
         if improved:
@@ -292,9 +305,10 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
             stale += 1
         if ctx.is_main:
             log.info(
-                "epoch %d/%d  train loss %.4f acc %.3f | val loss %.4f acc %.3f bal-acc %.3f%s  (%.1f s)",
+                "epoch %d (%.0f %% of the run) train loss %.4f acc %.3f | "
+                "val loss %.4f acc %.3f bal-acc %.3f%s (%.1f s)",
                 epoch,
-                planned,
+                100 * done,
                 row["train_loss"],
                 row["train_accuracy"],
                 val_loss,
@@ -308,7 +322,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
                 "model": evaluated.state_dict(),
                 **({"train_model": model.state_dict(), "ema_updates": average.updates} if average else {}),
                 "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+                "schedule": schedule.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "epoch": epoch,
                 "metrics": metrics,
@@ -332,18 +346,3 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
     if ctx.enabled:
         torch.distributed.barrier()
     return FitResult(run_dir, epoch - start_epoch, best_epoch, final)
-
-
-def _epochs_within(budget_min: float, first_epoch_s: float, most: int, ctx: DistContext) -> int:
-    """How many epochs fit the budget, judged by the first (the slowest: it also warms the caches up)."""
-    fits = max(1, min(most, int(budget_min * 60 // max(first_epoch_s, 1e-3))))
-    planned = int(gather_objects(ctx, fits)[0])  # rank 0's count, so every rank keeps the same schedule
-    if ctx.is_main:
-        log.info(
-            "time budget %g min: the first epoch took %.0f s, so this run trains %d epoch(s)%s",
-            budget_min,
-            first_epoch_s,
-            planned,
-            " (the --epochs limit)" if planned == most else "",
-        )
-    return planned

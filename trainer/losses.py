@@ -72,9 +72,11 @@ class BoxGuidance(nn.Module):
 
     The true class's map is read as a spatial softmax over its cells; the loss
     is ``weight`` times minus the log of the share on cells centred inside the
-    box (cell ``(i, j)`` on pixel ``(s*i, s*j)``, as :mod:`edge_inspector.heatmap`
-    places it), or on the cell nearest the box's centre when no centre falls
-    inside, averaged over the boxed images. Zero for a batch without boxes.
+    box (cell ``(i, j)`` on pixel ``(s*i, s*j)``, ``s`` = ``image_size`` / map
+    side, as :mod:`edge_inspector.heatmap` places it), or on the cell nearest
+    the box's centre when no centre falls inside, averaged over the boxed
+    images. Zero for a batch without boxes. Boxes are in ``image_size`` pixels
+    even when the batch was shrunk (progressive resizing): the grid scales.
     """
 
     def __init__(self, weight: float, image_size: int) -> None:

@@ -1,16 +1,13 @@
-"""AdamW parameter groups and the warm-up + cosine learning-rate schedule."""
+"""AdamW parameter groups, and setting their rates from the schedule (:mod:`trainer.schedule`)."""
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from trainer.model import DefectNet
 
-__all__ = ["WarmupCosine", "build_optimizer", "warmup_cosine"]
+__all__ = ["build_optimizer", "scale_rates"]
 
 
 def _is_new(name: str) -> bool:
@@ -50,25 +47,7 @@ def build_optimizer(model: nn.Module, *, lr: float, backbone_lr_mult: float, wei
     return torch.optim.AdamW(param_groups)
 
 
-@dataclass
-class WarmupCosine:
-    """The rate factor at a step: linear warm-up to 1, then cosine decay to ``min_ratio``.
-
-    A callable object rather than a closure, so ``LambdaLR`` saves and restores
-    ``total_steps``, which a time-budgeted run fixes after its first epoch.
-    """
-
-    warmup_steps: int
-    total_steps: int
-    min_ratio: float = 0.01
-
-    def __call__(self, step: int) -> float:
-        if self.warmup_steps and step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, shape: WarmupCosine) -> torch.optim.lr_scheduler.LambdaLR:
-    """Every group's rate times ``shape``'s factor (one shared object: change its total, all follow)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, shape)
+def scale_rates(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Set every group's rate to its initial rate times ``factor`` (a schedule's value for this step)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.checkpoint import RESUME_ONLY, load_checkpoint
+from trainer.checkpoint import RESUME_ONLY, load_checkpoint, save_checkpoint
 from trainer.cli import main
 from trainer.config import TrainConfig
 from trainer.errors import CheckpointError
@@ -65,7 +65,19 @@ def test_resume_continues_from_last_checkpoint(trained_run: Path, tmp_path: Path
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2", "3"]
 
 
-def test_a_time_budget_plans_only_the_epochs_that_fit(
+def test_resume_from_a_checkpoint_without_a_schedule_is_refused(trained_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    shutil.copytree(trained_run, run)
+    state = load_checkpoint(run / "last.pt")
+    del state["schedule"]  # what edge-train wrote before the run schedule
+    save_checkpoint(run / "last.pt", state)
+    config = json.loads((run / "config.json").read_text())
+    config.update(out=str(run), epochs=3, resume=True)
+    with pytest.raises(CheckpointError, match="older edge-train.*start a new run"):
+        fit(TrainConfig(**config))
+
+
+def test_a_time_budget_ends_the_run_on_the_clock(
     synth_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = TrainConfig(
@@ -75,16 +87,18 @@ def test_a_time_budget_plans_only_the_epochs_that_fit(
         image_size=64,
         batch_size=8,
         epochs=4,
-        time_budget_min=0.001,  # less than any epoch takes
+        time_budget_min=0.001,  # less than one step takes
         cam_images=0,
     )
     with caplog.at_level("INFO", logger="trainer.fit"):
         result = fit(config)
     assert result.epochs_run == 1
-    assert "time budget 0.001 min: the first epoch took" in caplog.text and "trains 1 epoch(s)" in caplog.text
+    assert "time budget 0.001 min: training ends when it is spent, or after 4 epochs" in caplog.text
     state = load_checkpoint(tmp_path / "budget" / "last.pt")
-    # the schedule was cut to one epoch: 35 training images, 8 a batch, the last partial batch dropped
-    assert state["scheduler"]["lr_lambdas"][0]["total_steps"] == 4
+    # the first step starts the clock, and the budget is spent before the second: one batch of 8, mid-epoch
+    assert state["schedule"]["steps"] == 1 and state["schedule"]["elapsed_s"] >= 0.06
+    assert state["history"][0]["train_images"] == 8
+    assert (tmp_path / "budget" / "best.pt").is_file() and (tmp_path / "budget" / "report.html").is_file()
 
 
 def test_resume_without_checkpoint_is_refused(synth_data: Path, tmp_path: Path) -> None:
