@@ -48,6 +48,7 @@ class TrainingSchedule:
         min_ratio: the rate factor at the end of the cosine.
         agree: turns this process's progress into the one every process uses (the
             maximum under torchrun), so all step, resize and stop together.
+        clock: seconds from an arbitrary start (``time.monotonic``).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class TrainingSchedule:
         budget_s: float | None = None,
         min_ratio: float = 0.01,
         agree: Callable[[float], float] = lambda progress: progress,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if total_steps < 1:
             raise ValueError("total_steps must be at least 1")
@@ -72,6 +74,7 @@ class TrainingSchedule:
         self.budget_s = budget_s
         self.min_ratio = min_ratio
         self._agree = agree
+        self._clock = clock
         self.steps = 0
         self._elapsed_before = 0.0
         self._started: float | None = None
@@ -79,7 +82,7 @@ class TrainingSchedule:
     @property
     def elapsed_s(self) -> float:
         """Seconds since the first step, over every session of a resumed run."""
-        running = 0.0 if self._started is None else time.monotonic() - self._started
+        running = 0.0 if self._started is None else self._clock() - self._started
         return self._elapsed_before + running
 
     def progress(self) -> float:
@@ -95,7 +98,7 @@ class TrainingSchedule:
     def next_step(self) -> StepPlan | None:
         """The plan for one more step, or None when the run is over."""
         if self._started is None:
-            self._started = time.monotonic()
+            self._started = self._clock()
         progress = self.progress()
         if progress >= 1.0:
             return None
