@@ -53,6 +53,7 @@ from trainer.transforms import eval_transform
 PLAIN = {
     "attention": [],
     "cam_stride": 32,
+    "pooling": "mean",
     "dropout": 0.0,
     "augment": "imagenet",
     "loss": "ce",
@@ -68,6 +69,7 @@ RECIPES: dict[str, dict[str, Any]] = {"ours": {}, "plain": PLAIN}
 ABLATIONS: dict[str, dict[str, Any]] = {
     "ours, no box guidance": {"box_guidance": 0.0},
     "ours, no CBAM": {"attention": []},
+    "ours, mean pooling": {"pooling": "mean"},
     "ours, cross entropy": {"loss": "ce"},
     "ours, no progressive resizing": {"progressive_resize": 1.0},
 }

@@ -73,6 +73,7 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[DefectNet, InputSpec]:
         attention=arch["attention"],
         dropout=arch["dropout"],
         cam_stride=arch.get("cam_stride", 32),  # checkpoints from before the option: ResNet50's 32
+        pooling=arch.get("pooling", "mean"),  # likewise: global average pooling
     )
     model.load_state_dict(state["model"])
     return model.eval(), InputSpec(**state["input"])
@@ -90,6 +91,7 @@ def checkpoint_meta(cfg: TrainConfig, split: DatasetSplit, spec: InputSpec) -> d
             "attention": list(cfg.attention),
             "dropout": cfg.dropout,
             "cam_stride": cfg.cam_stride,
+            "pooling": cfg.pooling,
         },
         "threshold": cfg.threshold,
         "config": cfg.model_dump(mode="json"),

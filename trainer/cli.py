@@ -79,6 +79,7 @@ def _add_fit(sub: Any) -> None:
     flag("--freeze", type=_csv)
     flag("--attention", type=_csv)
     flag("--cam-stride", type=int, choices=[32, 16])
+    flag("--pooling", choices=["mean-max", "mean"])
     flag("--dropout", type=float)
     flag("--epochs", type=int)
     flag("--time-budget-min", type=float)

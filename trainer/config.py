@@ -55,9 +55,14 @@ class TrainConfig(BaseModel):
         None, description="stages to freeze; default stem, layer1, layer2 over pretrained weights, none otherwise"
     )
     attention: list[str] = Field(["layer3", "layer4"], description="stages that get CBAM blocks")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the linear head")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout of whole feature channels before the linear head")
     cam_stride: Literal[32, 16] = Field(
         16, description="input pixels per activation-map cell: 16 (layer4 dilated: finer heatmaps), or ResNet50's 32"
+    )
+    pooling: Literal["mean", "mean-max"] = Field(
+        "mean-max",
+        description="how each class activation map becomes a logit: mean-max (the map's mean and peak averaged: "
+        "a small defect is not diluted by the image around it) or mean (ResNet50's global average pooling)",
     )
     ok_class: str = Field("ok", description="the class that means 'no defect'")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="defect decision threshold on P(defect)")

@@ -145,6 +145,7 @@ def _prepare_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> 
         attention=cfg.attention,
         dropout=cfg.dropout,
         cam_stride=cfg.cam_stride,
+        pooling=cfg.pooling,
     )
     freeze_stages(model, cfg.freeze_stages)
     model.grad_checkpointing = cfg.grad_checkpointing

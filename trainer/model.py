@@ -1,8 +1,11 @@
 """ResNet50 with CBAM in the late stages and a dropout + linear head.
 
-The head is global average pooling then one linear layer, so the class
-activation maps ``cam[c] = sum_k W[c, k] * F[k]`` of the last feature map are
-exact: their spatial mean plus the bias is the logit.
+The head applies its linear layer to every cell of the last feature map,
+giving the class activation maps ``cam[c] = sum_k W[c, k] * F[k]``, then
+pools each map into a logit (plus the bias): the maps are exact, since the
+logits are computed from them. ``mean`` pooling is ResNet50's global average
+pooling; ``mean-max`` averages a map's mean and its peak, so a defect that
+covers a few cells is not diluted by the rest of the image.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from trainer.errors import WeightsError
 
 __all__ = [
     "CAM_STRIDES",
+    "POOLINGS",
     "AttentiveBottleneck",
     "DefectNet",
     "build_model",
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _IMAGENET = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
 CAM_STRIDES = (32, 16)
+POOLINGS = ("mean", "mean-max")
 
 
 class AttentiveBottleneck(nn.Module):
@@ -55,14 +60,16 @@ class AttentiveBottleneck(nn.Module):
 
 
 class DefectNet(nn.Module):
-    """ResNet50 trunk (torchvision names) + pooled dropout/linear head."""
+    """ResNet50 trunk (torchvision names) + dropout, linear head per map cell, pooling."""
 
-    def __init__(self, trunk: torchvision.models.ResNet, num_classes: int, dropout: float) -> None:
+    def __init__(self, trunk: torchvision.models.ResNet, num_classes: int, dropout: float, pooling: str) -> None:
         super().__init__()
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4
-        self.dropout = nn.Dropout(dropout)
+        # whole channels: under mean pooling the same as dropout on the pooled vector
+        self.dropout = nn.Dropout2d(dropout)
         self.fc = nn.Linear(trunk.fc.in_features, num_classes)
+        self.pooling = pooling
         self.frozen_stages: tuple[str, ...] = ()
         self.grad_checkpointing = False
 
@@ -87,20 +94,19 @@ class DefectNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor, with_cam: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[N, C]`` through the dropout head; with ``with_cam``, also the maps (for training on them)."""
-        features = self.features(x)
-        logits = self.fc(self.dropout(torch.flatten(torch.mean(features, dim=(2, 3)), 1)))
-        return (logits, self._cam(features)) if with_cam else logits
+        """Logits ``[N, C]``; with ``with_cam``, also the class activation maps ``[N, C, h, w]``."""
+        # the head as a 1x1 convolution: every runtime and quantizer handles it well
+        cam = F.conv2d(self.dropout(self.features(x)), self.fc.weight[:, :, None, None])
+        logits = cam.mean(dim=(2, 3))
+        if self.pooling == "mean-max":
+            logits = 0.5 * (logits + cam.amax(dim=(2, 3)))
+        logits = logits + self.fc.bias
+        return (logits, cam) if with_cam else logits
 
     def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[N, C]`` and class activation maps ``[N, C, h, w]``, the logits computed from the maps."""
-        cam = self._cam(self.features(x))
-        logits = cam.mean(dim=(2, 3)) + self.fc.bias
+        """Logits ``[N, C]`` and the maps they are pooled from (what export traces)."""
+        logits, cam = self.forward(x, with_cam=True)
         return logits, cam
-
-    def _cam(self, features: torch.Tensor) -> torch.Tensor:
-        # the head as a 1x1 convolution: every runtime and quantizer handles it well
-        return F.conv2d(features, self.fc.weight[:, :, None, None])
 
     def train(self, mode: bool = True) -> DefectNet:
         """Train mode, except frozen stages, whose BatchNorm statistics stay fixed."""
@@ -180,6 +186,7 @@ def build_model(
     attention: Sequence[str] = ("layer3", "layer4"),
     dropout: float = 0.2,
     cam_stride: int = 16,
+    pooling: str = "mean-max",
 ) -> DefectNet:
     """Build the defect classifier.
 
@@ -191,19 +198,23 @@ def build_model(
         dropout: dropout before the linear head.
         cam_stride: input pixels per activation-map cell: 16 (layer4 dilated: a
             map twice as fine per side, at a cost in speed) or 32 (ResNet50's).
+        pooling: how each class map becomes a logit: ``mean`` (ResNet50's) or
+            ``mean-max`` (the mean and the peak averaged).
 
     Raises:
         WeightsError: the weights cannot be found or do not fit.
-        ValueError: an unknown attention stage or CAM stride.
+        ValueError: an unknown attention stage, CAM stride or pooling.
     """
     if num_classes < 2:
         raise ValueError("num_classes must be at least 2")
     if cam_stride not in CAM_STRIDES:
         raise ValueError(f"cam_stride must be one of {CAM_STRIDES}, got {cam_stride}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     trunk = _load_trunk(weights, cam_stride)  # load first, then change the architecture
     for stage in attention:
         if stage not in ATTENTION_STAGES:
             raise ValueError(f"attention stage '{stage}' must be one of {', '.join(ATTENTION_STAGES)}")
         layer: nn.Sequential = getattr(trunk, stage)
         setattr(trunk, stage, nn.Sequential(*(AttentiveBottleneck(block) for block in layer)))
-    return DefectNet(trunk, num_classes, dropout)
+    return DefectNet(trunk, num_classes, dropout, pooling)

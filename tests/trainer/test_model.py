@@ -6,19 +6,41 @@ import torch
 import torchvision
 
 from edge_inspector.heatmap import cam_peak
+from edge_inspector.preprocess import InputSpec
+from trainer.checkpoint import model_from_checkpoint
 from trainer.cli import main as train_main
 from trainer.errors import WeightsError
 from trainer.model import AttentiveBottleneck, build_model, imagenet_weights_path
 
 
-def test_cam_is_exact_for_the_linear_head() -> None:
+def test_logits_are_pooled_from_the_maps() -> None:
     torch.manual_seed(0)
-    model = build_model(num_classes=5, weights="none").eval()
     x = torch.randn(2, 3, 96, 96)
+    model = build_model(num_classes=5, weights="none").eval()
     logits, cam = model.forward_with_cam(x)
     assert cam.shape == (2, 5, 6, 6)  # stride 16 by default
-    assert torch.allclose(logits, model(x), atol=1e-4)
-    assert torch.allclose(cam.mean(dim=(2, 3)) + model.fc.bias, logits, atol=1e-5)
+    assert torch.allclose(logits, model(x), atol=1e-5)
+    pooled = 0.5 * (cam.mean(dim=(2, 3)) + cam.amax(dim=(2, 3)))  # mean-max by default
+    assert torch.allclose(pooled + model.fc.bias, logits, atol=1e-5)
+    mean = build_model(num_classes=5, weights="none", pooling="mean").eval()
+    mean.load_state_dict(model.state_dict())
+    mean_logits, mean_cam = mean.forward_with_cam(x)
+    assert torch.equal(mean_cam, cam)  # the same weights give the same maps
+    # ResNet50's head: global average pooling, then the linear layer
+    torch.testing.assert_close(mean_logits, mean.fc(mean.features(x).mean(dim=(2, 3))), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        build_model(num_classes=5, weights="none", pooling="max")
+
+
+def test_dropout_drops_whole_channels_before_the_head() -> None:
+    torch.manual_seed(0)
+    model = build_model(num_classes=3, weights="none", dropout=0.5, pooling="mean").train()
+    features = torch.rand(4, 2048, 6, 6) + 0.1
+    dropped = model.dropout(features)
+    zero = dropped == 0
+    per_channel = zero.flatten(2)
+    assert (per_channel.all(dim=2) | ~per_channel.any(dim=2)).all()  # a channel is dropped everywhere or nowhere
+    assert 0.3 < zero.float().mean() < 0.7
 
 
 def test_attention_in_late_stages_only() -> None:
@@ -135,3 +157,16 @@ def _one_hot(shape: tuple[int, ...], row: int, col: int) -> np.ndarray:
     hot = np.zeros(shape, np.float32)
     hot[row, col] = 1.0
     return hot
+
+
+def test_a_checkpoint_from_before_the_pooling_option_rebuilds_with_mean_pooling() -> None:
+    model = build_model(num_classes=3, weights="none", pooling="mean")
+    state = {
+        "classes": ["a", "b", "c"],
+        "arch": {"attention": ["layer3", "layer4"], "dropout": 0.2, "cam_stride": 16},
+        "model": model.state_dict(),
+        "input": InputSpec.for_size(64).model_dump(mode="json"),
+    }
+    assert model_from_checkpoint(state)[0].pooling == "mean"
+    state["arch"]["pooling"] = "mean-max"
+    assert model_from_checkpoint(state)[0].pooling == "mean-max"
