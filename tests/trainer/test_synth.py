@@ -13,6 +13,7 @@ from trainer.synth import CLASSES, SynthSummary, generate_dataset, render_sample
 from trainer.synth.board import render_board
 from trainer.synth.defects import DEFECTS, missing_hole
 from trainer.synth.generate import render_pair
+from trainer.synth.imaging import apply_imaging, frame_view, sample_imaging, supersample, view_window
 
 DEFECT_CLASSES = [c for c in CLASSES if c != "ok"]
 
@@ -167,3 +168,21 @@ def test_close_up_view_enlarges_the_defect_and_keeps_it_in_frame(cls: str) -> No
         inside = np.zeros_like(changed)
         inside[max(0, y0 - 1) : y1 + 1, max(0, x0 - 1) : x1 + 1] = True
         assert (changed & inside).sum() >= 0.9 * changed.sum() > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_close_up_composes_only_what_the_camera_sees_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    size = 96
+    board = render_board(rng, scale=size * supersample(size))
+    params = frame_view(sample_imaging(rng), 0.3, None, rng)
+    window = view_window(params, board.raster, size)
+    assert window is not None
+    y0, y1, x0, x1 = window
+    side = board.raster.side
+    assert (y1 - y0) * (x1 - x0) < 0.2 * side * side  # the point: a close-up needs a fifth of the canvas at most
+    whole, part = board.compose(), board.compose(window)
+    np.testing.assert_array_equal(part[y0:y1, x0:x1], whole[y0:y1, x0:x1])
+    assert not part[:y0].any() and not part[y1:].any()  # nothing composed outside the window
+    image = apply_imaging(part, params, board.raster, size)
+    np.testing.assert_array_equal(image, apply_imaging(whole, params, board.raster, size))

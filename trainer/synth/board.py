@@ -3,7 +3,9 @@
 A board is laid out by :func:`~trainer.synth.layout.layout` in board units (see
 :mod:`~trainer.synth.geometry`) and rendered into separate layer masks (copper,
 drill holes, silkscreen) so defect injectors can edit them before
-:meth:`Board.compose` produces the image.
+:meth:`Board.compose` produces the image. A close-up sees a small part of the
+canvas, so composition and textures can be limited to a window of it: every
+pixel inside comes out exactly as in the whole canvas.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ __all__ = [
     "Pad",
     "Point",
     "Raster",
+    "Textures",
     "Trace",
+    "Window",
     "render_board",
 ]
+
+Window = tuple[int, int, int, int]  # canvas pixels (y0, y1, x0, x1), end exclusive
 
 _MASK_COLORS = {  # RGB solder-mask base colours
     "green": ((22, 92, 40), (55, 140, 80)),
@@ -43,6 +49,46 @@ _COPPER_COLORS = (
 )
 
 
+def _blur(image: np.ndarray, sigma: float, window: Window) -> np.ndarray:
+    """``cv2.GaussianBlur(image, sigma)`` over ``window`` only, bit for bit.
+
+    The blur reads a margin beyond its kernel's reach (OpenCV's float kernels
+    reach 4 sigma); where the margin meets the canvas edge, the edge's
+    reflection is the whole canvas's.
+    """
+    y0, y1, x0, x1 = window
+    reach = math.ceil(4 * sigma) + 2
+    side_y, side_x = image.shape[:2]
+    ty0, tx0 = max(0, y0 - reach), max(0, x0 - reach)
+    blurred = cv2.GaussianBlur(image[ty0 : min(side_y, y1 + reach), tx0 : min(side_x, x1 + reach)], (0, 0), sigma)
+    return blurred[y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
+
+
+@dataclass(frozen=True, eq=False)
+class Textures:
+    """The substrate's and copper's brightness textures, drawn once, computed per window."""
+
+    scale: float
+    angle: float
+    period: float
+    weave_amount: float
+    grain: np.ndarray  # white noise over the canvas, blurred per window
+    substrate_noise: np.ndarray  # coarse noise, canvas-sized
+    copper_noise: np.ndarray
+
+    def shades(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Substrate and copper shade (float32, around 1) over ``window``."""
+        y0, y1, x0, x1 = window
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) / np.float32(self.scale)
+        xr = xx * math.cos(self.angle) + yy * math.sin(self.angle)
+        yr = -xx * math.sin(self.angle) + yy * math.cos(self.angle)
+        weave = np.sin(2 * np.pi * xr / self.period) * np.sin(2 * np.pi * yr / self.period)
+        grain = _blur(self.grain, max(0.8, 0.002 * self.scale), window)
+        sub = 1.0 + 0.06 * self.substrate_noise[y0:y1, x0:x1] + self.weave_amount * weave + 0.05 * grain
+        cop = 1.0 + 0.07 * self.copper_noise[y0:y1, x0:x1] + 0.04 * grain
+        return sub.astype(np.float32), cop.astype(np.float32)
+
+
 @dataclass
 class Board:
     """A rendered board: editable layer masks plus textures and a description."""
@@ -52,8 +98,7 @@ class Board:
     copper: np.ndarray
     holes: np.ndarray
     silk: np.ndarray
-    substrate_shade: np.ndarray
-    copper_shade: np.ndarray
+    textures: Textures
     substrate_color: np.ndarray
     copper_color: np.ndarray
     silk_color: np.ndarray
@@ -71,8 +116,7 @@ class Board:
             copper=self.copper.copy(),
             holes=self.holes.copy(),
             silk=self.silk.copy(),
-            substrate_shade=self.substrate_shade,
-            copper_shade=self.copper_shade,
+            textures=self.textures,
             substrate_color=self.substrate_color,
             copper_color=self.copper_color,
             silk_color=self.silk_color,
@@ -98,21 +142,31 @@ class Board:
             out[m > 127] = p.net
         return r, out
 
-    def compose(self) -> np.ndarray:
-        """Composite the layers into a float32 RGB image in [0, 255]."""
-        s = self.raster.scale
-        cu = self.copper.astype(np.float32) / 255.0
-        halo = cv2.GaussianBlur(cu, (0, 0), 0.012 * s)
-        edge = cv2.GaussianBlur(cu, (0, 0), 0.004 * s)
-        sub = self.substrate_shade * (1.0 + 0.18 * halo)
+    def compose(self, window: Window | None = None) -> np.ndarray:
+        """Composite the layers into a float32 RGB canvas in [0, 255].
+
+        With ``window``, only its pixels are composed (the rest stay 0); they
+        equal the whole canvas's exactly.
+        """
+        s, side = self.raster.scale, self.raster.side
+        window = window or (0, side, 0, side)
+        y0, y1, x0, x1 = window
+        copper = self.copper.astype(np.float32) / 255.0
+        cu = copper[y0:y1, x0:x1]
+        halo = _blur(copper, 0.012 * s, window)
+        edge = _blur(copper, 0.004 * s, window)
+        substrate_shade, copper_shade = self.textures.shades(window)
+        sub = substrate_shade * (1.0 + 0.18 * halo)
         img = sub[..., None] * self.substrate_color
-        cop = (self.copper_shade * (0.72 + 0.28 * edge))[..., None] * self.copper_color
+        cop = (copper_shade * (0.72 + 0.28 * edge))[..., None] * self.copper_color
         img = img * (1 - cu[..., None]) + cop * cu[..., None]
-        h = (self.holes.astype(np.float32) / 255.0)[..., None]
+        h = (self.holes[y0:y1, x0:x1].astype(np.float32) / 255.0)[..., None]
         img = img * (1 - h) + np.float32(16.0) * h
-        sk = (self.silk.astype(np.float32) / 255.0 * (1 - cu))[..., None]
+        sk = (self.silk[y0:y1, x0:x1].astype(np.float32) / 255.0 * (1 - cu))[..., None]
         img = img * (1 - sk) + self.silk_color * sk
-        return img.astype(np.float32)
+        canvas = np.zeros((side, side, 3), np.float32)
+        canvas[y0:y1, x0:x1] = img
+        return canvas
 
 
 def _noise(rng: np.random.Generator, side: int, cells: int) -> np.ndarray:
@@ -120,18 +174,15 @@ def _noise(rng: np.random.Generator, side: int, cells: int) -> np.ndarray:
     return cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC)
 
 
-def _textures(rng: np.random.Generator, raster: Raster) -> tuple[np.ndarray, np.ndarray]:
-    side, s = raster.side, raster.scale
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / np.float32(s)
-    ang = float(rng.choice([0.0, math.pi / 4])) + rng.uniform(-0.1, 0.1)
+def _textures(rng: np.random.Generator, raster: Raster) -> Textures:
+    side = raster.side
+    angle = float(rng.choice([0.0, math.pi / 4])) + rng.uniform(-0.1, 0.1)
     period = rng.uniform(0.025, 0.04)
-    xr = xx * math.cos(ang) + yy * math.sin(ang)
-    yr = -xx * math.sin(ang) + yy * math.cos(ang)
-    weave = np.sin(2 * np.pi * xr / period) * np.sin(2 * np.pi * yr / period)
-    grain = cv2.GaussianBlur(rng.standard_normal((side, side)).astype(np.float32), (0, 0), max(0.8, 0.002 * s))
-    sub = 1.0 + 0.06 * _noise(rng, side, 6) + rng.uniform(0.02, 0.045) * weave + 0.05 * grain
-    cop = 1.0 + 0.07 * _noise(rng, side, 5) + 0.04 * grain
-    return sub.astype(np.float32), cop.astype(np.float32)
+    grain = rng.standard_normal((side, side)).astype(np.float32)
+    substrate_noise = _noise(rng, side, 6)
+    weave_amount = rng.uniform(0.02, 0.045)
+    copper_noise = _noise(rng, side, 5)
+    return Textures(raster.scale, angle, period, weave_amount, grain, substrate_noise, copper_noise)
 
 
 def render_board(rng: np.random.Generator, scale: float) -> Board:
@@ -168,7 +219,5 @@ def render_board(rng: np.random.Generator, scale: float) -> Board:
     cu_idx = int(rng.choice(len(_COPPER_COLORS), p=[w for _, w in _COPPER_COLORS]))
     cu_color = np.array(_COPPER_COLORS[cu_idx][0], np.float32) * np.float32(rng.uniform(0.9, 1.05))
     silk_color = np.array((235, 235, 225), np.float32) * np.float32(rng.uniform(0.85, 1.0))
-    sub_shade, cu_shade = _textures(rng, raster)
-    return Board(
-        desc, raster, copper, holes, silk, sub_shade, cu_shade, sub_color, np.clip(cu_color, 0, 255), silk_color
-    )
+    textures = _textures(rng, raster)
+    return Board(desc, raster, copper, holes, silk, textures, sub_color, np.clip(cu_color, 0, 255), silk_color)

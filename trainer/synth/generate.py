@@ -15,7 +15,7 @@ import numpy as np
 
 from .board import render_board
 from .defects import DEFECTS, DefectPlacementError
-from .imaging import PixelBox, apply_imaging, frame_view, sample_imaging, supersample, transform_box
+from .imaging import PixelBox, apply_imaging, frame_view, sample_imaging, supersample, transform_box, view_window
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,9 @@ def _render(
     else:
         raise RuntimeError(f"could not place a {cls!r} defect after {_MAX_TRIES} boards")
     params = frame_view(sample_imaging(rng), view, unit_box, rng)
-    img = apply_imaging(board.compose(), params, board.raster, size)
-    clean_img = apply_imaging(clean.compose(), params, board.raster, size) if clean is not None else None
+    window = view_window(params, board.raster, size)  # a close-up composes only what the camera sees
+    img = apply_imaging(board.compose(window), params, board.raster, size)
+    clean_img = apply_imaging(clean.compose(window), params, board.raster, size) if clean is not None else None
     box = None if unit_box is None else transform_box(unit_box, params, board.raster, size)
     if box is not None and (box[2] <= box[0] or box[3] <= box[1]):
         raise RuntimeError(f"defect box {box} is empty after clipping")

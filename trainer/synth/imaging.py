@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .board import Raster
+from .board import Raster, Window
 
 PixelBox = tuple[int, int, int, int]
 UnitBox = tuple[float, float, float, float]
@@ -82,6 +82,18 @@ def frame_view(params: ImagingParams, view: float, box: UnitBox | None, rng: np.
     return replace(params, view=float(view), focus=(float(focus[0]), float(focus[1])))
 
 
+def view_window(params: ImagingParams, raster: Raster, size: int) -> Window | None:
+    """The canvas pixels :func:`apply_imaging` samples, or None when it may reach past the canvas edge."""
+    hi = size * int(round(raster.scale / size))
+    inverse = cv2.invertAffineTransform(pose_matrix(params, raster, hi))
+    corners = np.array([[0, 0, 1], [hi - 1, 0, 1], [0, hi - 1, 1], [hi - 1, hi - 1, 1]], np.float64) @ inverse.T
+    low = np.floor(corners.min(axis=0)).astype(int) - 2  # bilinear reads the next pixel; a pixel to spare
+    high = np.ceil(corners.max(axis=0)).astype(int) + 3
+    if (low < 0).any() or (high > raster.side).any():
+        return None  # the border is reflected there: compose the whole canvas
+    return int(low[1]), int(high[1]), int(low[0]), int(high[0])
+
+
 def supersample(size: int) -> int:
     """Supersampling factor used to render an image of ``size`` pixels."""
     return max(2, math.ceil(384 / size))
@@ -118,4 +130,12 @@ def transform_box(box: UnitBox, params: ImagingParams, raster: Raster, size: int
     return clip(bx0), clip(by0), clip(bx1), clip(by1)
 
 
-__all__ = ["ImagingParams", "frame_view", "sample_imaging", "apply_imaging", "transform_box", "supersample"]
+__all__ = [
+    "ImagingParams",
+    "apply_imaging",
+    "frame_view",
+    "sample_imaging",
+    "supersample",
+    "transform_box",
+    "view_window",
+]
