@@ -9,7 +9,7 @@ DEMO_DATA ?= calibration/pcb-synth
 DEMO_RUN ?= runs/demo
 DEMO_BUNDLE ?= bundle/demo
 DEMO_SIZE ?= 96
-DEMO_MINUTES ?= 6.5
+DEMO_MINUTES ?= 7
 # a run of minutes on balanced synthetic classes: cross entropy (focal loss, the default, is for a line's
 # imbalanced classes), a higher rate in batches of 16 with a short warm-up, no dropout and a weight average
 # that follows closely (bench/README.md has the runs)
