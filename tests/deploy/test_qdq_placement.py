@@ -18,7 +18,8 @@ def test_regions_of_our_exported_model(bundle_dir: Path) -> None:
     model = onnx.load(str(bundle_dir / "model.onnx"))
     regions = float_regions(model)
     assert _op_types(model, regions.prologue) == Counter({"Cast": 1, "Transpose": 1, "Mul": 1, "Sub": 1})
-    assert _op_types(model, regions.head) == Counter({"Conv": 1, "ReduceMean": 1, "Add": 1})
+    # the per-cell linear head, then mean-max pooling: (mean + max) * 0.5 + bias
+    assert _op_types(model, regions.head) == Counter({"Conv": 1, "ReduceMean": 1, "ReduceMax": 1, "Add": 2, "Mul": 1})
     gates = _op_types(model, regions.gates)
     # 9 CBAM blocks: channel (mean, max, 2x2 MLP convs, relus, add, sigmoid, mul), spatial (mean, max, concat, conv...)
     assert gates["Sigmoid"] == 18 and gates["Mul"] == 18 and gates["Conv"] == 45

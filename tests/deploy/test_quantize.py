@@ -113,8 +113,9 @@ def _float_nodes(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     head, stack = [], [cam_conv]
     while stack:
         node = stack.pop()
-        head.append(node)
-        stack += [c for o in node.output for c in consumers.get(o, [])]
+        if node not in head:  # the pooling joins two paths (mean and max)
+            head.append(node)
+            stack += [c for o in node.output for c in consumers.get(o, [])]
     # gates: for sigmoid -> Mul(x, gate), walk back from the sigmoid until x
     gates = []
     for sigmoid in (n for n in graph.node if n.op_type == "Sigmoid"):
@@ -150,7 +151,8 @@ def test_normalisation_gates_and_head_stay_float(bundle_dir: Path, file: str) ->
     consumers = _consumers(graph)
     regions = _float_nodes(graph)
     assert [n.op_type for n in regions["prologue"]] == ["Cast", "Transpose", "Mul", "Sub"]
-    assert sorted(n.op_type for n in regions["head"] if n.op_type != "Cast") == ["Add", "Conv", "ReduceMean"]
+    head = sorted(n.op_type for n in regions["head"] if n.op_type != "Cast")
+    assert head == ["Add", "Add", "Conv", "Mul", "ReduceMax", "ReduceMean"]  # linear head, mean-max pooling
     # CBAM in 9 blocks: the 2-conv MLP on the mean and on the max, and the spatial conv
     assert sum(n.op_type == "Conv" for n in regions["gates"]) == 5 * 9
     for region, nodes in regions.items():
