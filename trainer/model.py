@@ -195,7 +195,7 @@ def build_model(
         weights: ``imagenet`` (torch hub cache, downloaded there when missing), ``none``, or
             a path to a ResNet50 state dict or one of our checkpoints.
         attention: stages whose bottlenecks get a CBAM block.
-        dropout: dropout before the linear head.
+        dropout: dropout of whole feature channels before the linear head.
         cam_stride: input pixels per activation-map cell: 16 (layer4 dilated: a
             map twice as fine per side, at a cost in speed) or 32 (ResNet50's).
         pooling: how each class map becomes a logit: ``mean`` (ResNet50's) or

@@ -84,7 +84,7 @@ def frame_view(params: ImagingParams, view: float, box: UnitBox | None, rng: np.
 
 def view_window(params: ImagingParams, raster: Raster, size: int) -> Window | None:
     """The canvas pixels :func:`apply_imaging` samples, or None when it may reach past the canvas edge."""
-    hi = size * int(round(raster.scale / size))
+    hi = size * _factor(raster, size)
     inverse = cv2.invertAffineTransform(pose_matrix(params, raster, hi))
     corners = np.array([[0, 0, 1], [hi - 1, 0, 1], [0, hi - 1, 1], [hi - 1, hi - 1, 1]], np.float64) @ inverse.T
     low = np.floor(corners.min(axis=0)).astype(int) - 2  # bilinear reads the next pixel; a pixel to spare
@@ -94,6 +94,11 @@ def view_window(params: ImagingParams, raster: Raster, size: int) -> Window | No
     return int(low[1]), int(high[1]), int(low[0]), int(high[0])
 
 
+def _factor(raster: Raster, size: int) -> int:
+    # the supersampling the raster was rendered at for a ``size`` image (see :func:`supersample`)
+    return int(round(raster.scale / size))
+
+
 def supersample(size: int) -> int:
     """Supersampling factor used to render an image of ``size`` pixels."""
     return max(2, math.ceil(384 / size))
@@ -101,7 +106,7 @@ def supersample(size: int) -> int:
 
 def apply_imaging(canvas: np.ndarray, params: ImagingParams, raster: Raster, size: int) -> np.ndarray:
     """Turn a composed float RGB canvas into the final ``size`` x ``size`` uint8 RGB image."""
-    ss = int(round(raster.scale / size))
+    ss = _factor(raster, size)
     hi = size * ss
     m = pose_matrix(params, raster, hi)
     img = cv2.warpAffine(canvas, m, (hi, hi), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -118,7 +123,7 @@ def apply_imaging(canvas: np.ndarray, params: ImagingParams, raster: Raster, siz
 
 def transform_box(box: UnitBox, params: ImagingParams, raster: Raster, size: int) -> PixelBox:
     """Map a board-unit box through the pose to final-image pixels (x1, y1 exclusive), clipped."""
-    ss = int(round(raster.scale / size))
+    ss = _factor(raster, size)
     m = pose_matrix(params, raster, size * ss)
     x0, y0, x1, y1 = box
     corners = np.array([raster.px(p) for p in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))], np.float64)
