@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -37,3 +39,25 @@ def test_scale_rates_keeps_each_groups_own_rate() -> None:
     scale_rates(optimizer, 0.25)  # a factor of the initial rate, not of the last one
     groups = _groups(optimizer)
     assert groups["new"]["lr"] == pytest.approx(2.5e-4) and groups["backbone"]["lr"] == pytest.approx(2.5e-5)
+
+
+def test_the_fused_update_steps_as_adamw_does() -> None:
+    torch.manual_seed(0)
+    model = build_model(num_classes=3, weights="none")
+    reference, start = copy.deepcopy(model), copy.deepcopy(model)
+    fused = build_optimizer(model, lr=1e-2, backbone_lr_mult=1.0, weight_decay=0.05)
+    assert fused.defaults["fused"], "torch 2.4 and later fuse AdamW on the CPU"
+    twin = dict(zip(model.parameters(), reference.parameters(), strict=True))
+    plain = torch.optim.AdamW(
+        [{**group, "params": [twin[p] for p in group["params"]], "fused": False} for group in fused.param_groups]
+    )
+    for _ in range(3):  # the same gradients into both: Adam's update is sign-like, so tiny ones would differ
+        for param in model.parameters():
+            param.grad = torch.randn_like(param)
+            twin[param].grad = param.grad.clone()
+        fused.step()
+        plain.step()
+    named = zip(model.named_parameters(), reference.parameters(), start.parameters(), strict=True)
+    for (name, stepped), twin_stepped, unstepped in named:
+        assert not torch.equal(stepped, unstepped), f"{name} did not move"
+        assert torch.allclose(stepped, twin_stepped, atol=1e-6), name
