@@ -91,6 +91,7 @@ def _add_fit(sub: Any) -> None:
     flag("--progressive-resize", type=float)
     flag("--label-smoothing", type=float)
     flag("--box-guidance", type=float)
+    flag("--cell-guidance", type=float)
     flag("--ema-half-life", type=float)
     flag("--augment", choices=["defect", "imagenet"])
     flag("--loss", choices=["focal", "ce"])

@@ -93,6 +93,12 @@ class TrainConfig(BaseModel):
         description="weight of the loss that pulls a defect's heatmap into its sidecar box, "
         "for images that have one; 0 = off",
     )
+    cell_guidance: float = Field(
+        0.0,
+        ge=0.0,
+        description="weight of the loss that classifies each heatmap cell: a sidecar box's cells are its defect, "
+        "the cells clear of it and all of an ok board's are ok; 0 = off",
+    )
     ema_half_life: float = Field(
         0.5, ge=0.0, description="half-life in epochs of the weight average that is evaluated and kept; 0 = none"
     )
@@ -136,6 +142,11 @@ class TrainConfig(BaseModel):
     def pretrained(self) -> bool:
         """Whether the backbone starts from trained weights."""
         return self.weights.lower() != "none"
+
+    @property
+    def guided(self) -> bool:
+        """Whether training reads the sidecar boxes (box or cell guidance)."""
+        return self.box_guidance > 0 or self.cell_guidance > 0
 
     @property
     def freeze_stages(self) -> list[str]:

@@ -37,7 +37,7 @@ from trainer.ema import WeightAverage, half_life_decay
 from trainer.engine import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
 from trainer.evaluation import write_evaluation, write_split
 from trainer.freezing import count_parameters, freeze_stages
-from trainer.losses import BoxGuidance, build_loss
+from trainer.losses import build_guidance, build_loss
 from trainer.metrics import classification_metrics
 from trainer.model import DefectNet, build_model
 from trainer.optim import build_optimizer
@@ -98,7 +98,7 @@ def _seed_everything(seed: int) -> None:
 def _loaders(
     cfg: TrainConfig, split: DatasetSplit, spec: InputSpec, ctx: DistContext, device: torch.device
 ) -> tuple[DataLoader, DataLoader, DistributedSampler | None]:
-    boxes = cfg.box_guidance > 0
+    boxes = cfg.guided
     train_set = ImageDataset(split.train, train_transform(spec, cfg.augment, boxes=boxes), boxes=boxes)
     val_set = ImageDataset(split.val, eval_transform(spec))
     generator = torch.Generator().manual_seed(cfg.seed + ctx.rank)
@@ -200,7 +200,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
 
     train_loader, val_loader, dist_sampler = _loaders(cfg, split, spec, ctx, device)
     loss_fn = build_loss(cfg, train_counts).to(device)
-    guidance = BoxGuidance(cfg.box_guidance, cfg.image_size) if cfg.box_guidance else None
+    guidance = build_guidance(cfg, ok_index)
     optimizer = build_optimizer(
         model,
         lr=cfg.lr,

@@ -11,7 +11,7 @@ from torch import nn
 from edge_inspector.errors import ConfigError
 from trainer.config import LossKind, TrainConfig
 
-__all__ = ["BoxGuidance", "FocalLoss", "balanced_class_weights", "build_loss"]
+__all__ = ["BoxGuidance", "FocalLoss", "balanced_class_weights", "build_guidance", "build_loss"]
 
 
 class FocalLoss(nn.Module):
@@ -67,42 +67,95 @@ def build_loss(config: TrainConfig, counts: Sequence[int]) -> FocalLoss:
     return FocalLoss(gamma=gamma, alpha=alpha, label_smoothing=config.label_smoothing)
 
 
-class BoxGuidance(nn.Module):
-    """Pulls each defect's activation map into its box, for the images that have one.
+def build_guidance(config: TrainConfig, ok_index: int | None) -> BoxGuidance | None:
+    """The configured box guidance, or None when its weights are both 0.
 
-    The true class's map is read as a spatial softmax over its cells; the loss
-    is ``weight`` times minus the log of the share on cells centred inside the
-    box (cell ``(i, j)`` on pixel ``(s*i, s*j)``, ``s`` = ``image_size`` / map
-    side, as :mod:`edge_inspector.heatmap` places it), or on the cell nearest
-    the box's centre when no centre falls inside, averaged over the boxed
-    images. Zero for a batch without boxes. Boxes are in ``image_size`` pixels
-    even when the batch was shrunk (progressive resizing): the grid scales.
+    Raises:
+        ConfigError: cell guidance, and the data has no ``ok_class``.
+    """
+    if not config.guided:
+        return None
+    if config.cell_guidance and ok_index is None:
+        raise ConfigError(f"cell_guidance teaches the '{config.ok_class}' class, and the data has none")
+    return BoxGuidance(config.box_guidance, config.image_size, cell_weight=config.cell_guidance, ok_index=ok_index)
+
+
+class BoxGuidance(nn.Module):
+    """Teaches the activation maps where the defect is, from the sidecar boxes images carry.
+
+    Cell ``(i, j)`` of an ``h x w`` map is centred on pixel ``(s*i, s*j)``,
+    ``s`` = ``image_size`` / map side, as :mod:`edge_inspector.heatmap` places
+    it. Boxes are in ``image_size`` pixels even when the batch was shrunk
+    (progressive resizing): the grid scales. A box's cells are those centred
+    inside it, or the one nearest its centre when no centre falls inside.
+    Two terms, each with its weight:
+
+    - ``weight``, the pull: the true class's map is read as a spatial softmax
+      over its cells; the loss is minus the log of the share on the box's
+      cells, averaged over the boxed images.
+    - ``cell_weight``, the cells: each cell is classified on its own, by cross
+      entropy over the class maps at that cell. A box's cells are its defect;
+      cells centred more than a cell clear of the box, and every cell of an
+      ``ok_index`` image, are ``ok``. The cells at a box's rim, which see part
+      of the defect, and the cells of a defect image without a box are not
+      counted. A defect is local, so the rest of its board is
+      what an ``ok`` board looks like: every image teaches ``ok``.
     """
 
-    def __init__(self, weight: float, image_size: int) -> None:
+    def __init__(
+        self, weight: float, image_size: int, *, cell_weight: float = 0.0, ok_index: int | None = None
+    ) -> None:
         super().__init__()
+        if cell_weight and ok_index is None:
+            raise ValueError("cell guidance needs the index of the 'ok' class")
         self.weight = weight
         self.image_size = image_size
+        self.cell_weight = cell_weight
+        self.ok_index = ok_index
 
     def forward(self, cam: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """``cam [N, C, h, w]``, ``labels [N]``, ``boxes [N, 4]`` in input pixels, NaN rows for no box."""
+        boxes = boxes.to(cam.device)
         boxed = torch.isfinite(boxes).all(dim=1)
-        if not bool(boxed.any()):
-            return cam.sum() * 0.0  # no box: no pull, but the graph stays whole for DDP
-        maps = cam[boxed, labels[boxed]].float()
-        box = boxes[boxed].to(maps.device)[:, :, None, None]
-        height, width = maps.shape[1:]
-        step_y, step_x = self.image_size / height, self.image_size / width
-        rows = torch.arange(height, device=maps.device)[None, :, None]
-        cols = torch.arange(width, device=maps.device)[None, None, :]
-        ys, xs = rows * step_y, cols * step_x
-        inside = (xs >= box[:, 0]) & (xs < box[:, 2]) & (ys >= box[:, 1]) & (ys < box[:, 3])
-        near_col = (((box[:, 0] + box[:, 2]) / 2) / step_x).round().clamp(0, width - 1)
-        near_row = (((box[:, 1] + box[:, 3]) / 2) / step_y).round().clamp(0, height - 1)
-        nearest = (cols == near_col) & (rows == near_row)
-        inside = torch.where(inside.flatten(1).any(dim=1)[:, None, None], inside, nearest)
-        flat = maps.flatten(1)
-        log_share = torch.logsumexp(flat.masked_fill(~inside.flatten(1), float("-inf")), dim=1) - torch.logsumexp(
-            flat, dim=1
+        hit, near = _cell_masks(cam.shape[2:], self.image_size, boxes.nan_to_num(0.0))
+        loss = cam.sum() * 0.0  # a batch with nothing to learn here: the graph stays whole for DDP
+        if self.weight and bool(boxed.any()):
+            maps = cam[boxed, labels[boxed]].float().flatten(1)
+            target = hit[boxed].flatten(1)
+            log_share = torch.logsumexp(maps.masked_fill(~target, float("-inf")), dim=1) - torch.logsumexp(maps, dim=1)
+            loss = loss - self.weight * log_share.mean()
+        if self.cell_weight:
+            assert self.ok_index is not None
+            ignore = -100
+            defect = labels[:, None, None].expand_as(hit)
+            ok = torch.full_like(defect, self.ok_index)
+            boxed_cells = boxed[:, None, None]
+            target = torch.where((labels == self.ok_index)[:, None, None] | (boxed_cells & ~near), ok, ignore)
+            target = torch.where(boxed_cells & hit, defect, target)
+            if bool((target != ignore).any()):
+                loss = loss + self.cell_weight * F.cross_entropy(cam.float(), target, ignore_index=ignore)
+        return loss
+
+
+def _cell_masks(size: Sequence[int], image_size: int, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[N, h, w]`` masks of each box's cells and of the cells centred within a cell's step of it."""
+    height, width = int(size[0]), int(size[1])
+    step_y, step_x = image_size / height, image_size / width
+    box = boxes[:, :, None, None]
+    rows = torch.arange(height, device=boxes.device)[None, :, None]
+    cols = torch.arange(width, device=boxes.device)[None, None, :]
+    ys, xs = rows * step_y, cols * step_x
+
+    def within(margin_y: float, margin_x: float) -> torch.Tensor:
+        return (
+            (xs >= box[:, 0] - margin_x)
+            & (xs < box[:, 2] + margin_x)
+            & (ys >= box[:, 1] - margin_y)
+            & (ys < box[:, 3] + margin_y)
         )
-        return -self.weight * log_share.mean()
+
+    near_col = (((box[:, 0] + box[:, 2]) / 2) / step_x).round().clamp(0, width - 1)
+    near_row = (((box[:, 1] + box[:, 3]) / 2) / step_y).round().clamp(0, height - 1)
+    inside = within(0.0, 0.0)
+    hit = torch.where(inside.flatten(1).any(dim=1)[:, None, None], inside, (cols == near_col) & (rows == near_row))
+    return hit, within(step_y, step_x)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from edge_inspector.errors import ConfigError
 from trainer.config import TrainConfig
-from trainer.losses import BoxGuidance, FocalLoss, balanced_class_weights, build_loss
+from trainer.losses import BoxGuidance, FocalLoss, balanced_class_weights, build_guidance, build_loss
 
 
 @pytest.fixture
@@ -95,3 +95,39 @@ def test_images_without_a_box_add_nothing() -> None:
     assert not cam.grad[1].any() and not cam.grad[0, 0].any()  # only the true class of the boxed image
     none = guidance(cam, torch.tensor([1, 0]), torch.full((2, 4), float("nan")))
     assert none.item() == 0.0 and none.requires_grad
+
+
+def test_cell_guidance_labels_the_box_its_defect_and_the_board_clear_of_it_ok() -> None:
+    guidance = BoxGuidance(0.0, image_size=64, cell_weight=1.0, ok_index=0)  # classes: 0 ok, 1 and 2 defects
+    box = torch.tensor([[10.0, 26.0, 40.0, 40.0], [float("nan")] * 4, [float("nan")] * 4])
+    cam = torch.randn(3, 3, 4, 4, requires_grad=True)
+    loss = guidance(cam, torch.tensor([1, 0, 2]), box)
+    loss.backward()
+    # image 0: box cells (2, 1), (2, 2) are class 1; cells within 16 px of the box are left out
+    near = {(r, c) for r in range(1, 4) for c in range(0, 4)}  # centres within a step of x 10-40, y 26-40
+    expected = torch.full((3, 4, 4), -100)
+    for row in range(4):
+        for col in range(4):
+            if (row, col) not in near:
+                expected[0, row, col] = 0
+    expected[0, 2, 1] = expected[0, 2, 2] = 1
+    expected[1] = 0  # an ok board: every cell is ok
+    reference = F.cross_entropy(cam.detach(), expected, ignore_index=-100)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert not cam.grad[2].any()  # a defect without a box: no cell is known
+    rim = [(1, 0), (1, 3), (3, 1)]
+    assert all(not cam.grad[0, :, r, c].any() for r, c in rim) and cam.grad[0, :, 0, 0].any()
+
+
+def test_cell_guidance_needs_the_ok_class() -> None:
+    with pytest.raises(ValueError, match="'ok' class"):
+        BoxGuidance(0.2, image_size=64, cell_weight=0.5)
+
+
+def test_build_guidance_follows_the_config(tmp_path) -> None:
+    off = TrainConfig(data=tmp_path, out=tmp_path, box_guidance=0.0)
+    assert build_guidance(off, ok_index=2) is None
+    cells = build_guidance(TrainConfig(data=tmp_path, out=tmp_path, cell_guidance=0.5), ok_index=2)
+    assert cells is not None and (cells.weight, cells.cell_weight, cells.ok_index) == (0.2, 0.5, 2)
+    with pytest.raises(ConfigError, match="teaches the 'ok' class, and the data has none"):
+        build_guidance(TrainConfig(data=tmp_path, out=tmp_path, cell_guidance=0.5), ok_index=None)
