@@ -99,6 +99,7 @@ def _add_fit(sub: Any) -> None:
     flag("--class-weights", action=switch, default=None)
     flag("--weighted-sampler", action=switch, default=None)
     flag("--val-fraction", type=float)
+    flag("--validate-from", type=float)
     flag("--ok-class")
     flag("--threshold", type=float)
     flag("--patience", type=int)

@@ -117,6 +117,13 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, description="seed of the split, the weights and the augmentations")
     workers: int = Field(0, ge=0, description="data loader worker processes")
     patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
+    validate_from: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="validate the epochs that end past this fraction of the run (the last always); "
+        "the ones before record training figures only, and their minutes go to training; 0 = every epoch",
+    )
     min_delta: float = Field(1e-4, ge=0.0, description="smallest change of the monitored metric that counts")
     monitor: str = Field("balanced_accuracy", description="validation metric that picks the best checkpoint")
 

@@ -131,6 +131,15 @@ def _score(metrics: dict[str, Any], val_loss: float, monitor: str) -> float:
     return -val_loss if monitor == "loss" else float(metrics[monitor])
 
 
+def _log_epoch(row: dict[str, Any], done: float, improved: bool) -> None:
+    head = "epoch {epoch} ({done:.0f} % of the run) train loss {train_loss:.4f} acc {train_accuracy:.3f}"
+    validation = "not validated (validate_from)"
+    if "val_loss" in row:
+        validation = "val loss {val_loss:.4f} acc {val_accuracy:.3f} bal-acc {val_balanced_accuracy:.3f}".format(**row)
+        validation += "  *best*" if improved else ""
+    log.info("%s | %s (%.1f s)", head.format(done=100 * done, **row), validation, row["seconds"])
+
+
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
@@ -270,54 +279,43 @@ def _fit(cfg: TrainConfig, ctx: DistContext, progress: ProgressFactory | None) -
             if bar:
                 bar.close()
         train = EpochStats.total(gather_objects(ctx, local))
-        preds = Predictions.merged(
-            gather_objects(
-                ctx,
-                evaluate(
-                    evaluated,
-                    val_loader,
-                    device=device,
-                    amp_dtype=amp_dtype,
-                    loss_fn=loss_fn,
-                    channels_last=cfg.channels_last,
-                ),
-            )
-        )
-        metrics = classification_metrics(preds.probs, preds.labels, classes, ok_index=ok_index, threshold=cfg.threshold)
-        val_loss = preds.loss_sum / max(1, len(preds.labels))
-        row = {
+        done = schedule.progress()  # on every rank: agreeing is a collective
+        row: dict[str, Any] = {
             "epoch": epoch,
             "lr": optimizer.param_groups[0]["lr"],
             "train_images": train.seen,
             "train_loss": train.loss_sum / max(1, train.seen),
             "train_accuracy": train.correct / max(1, train.seen),
-            "val_loss": val_loss,
-            "val_accuracy": metrics["accuracy"],
-            "val_balanced_accuracy": metrics["balanced_accuracy"],
-            "seconds": round(time.perf_counter() - started, 2),
         }
-        history.append(row)
-        done = schedule.progress()  # on every rank: agreeing is a collective
-        score = _score(metrics, val_loss, cfg.monitor)
-        improved = score > best_score + cfg.min_delta
-        if improved:
-            best_score, best_epoch, stale = score, epoch, 0
-        else:
-            stale += 1
-        if ctx.is_main:
-            log.info(
-                "epoch %d (%.0f %% of the run) train loss %.4f acc %.3f | "
-                "val loss %.4f acc %.3f bal-acc %.3f%s (%.1f s)",
-                epoch,
-                100 * done,
-                row["train_loss"],
-                row["train_accuracy"],
-                val_loss,
-                metrics["accuracy"],
-                metrics["balanced_accuracy"],
-                "  *best*" if improved else "",
-                row["seconds"],
+        metrics: dict[str, Any] | None = None
+        improved = False
+        if done >= cfg.validate_from:  # always the last epoch, which ends the run at progress 1
+            shard = evaluate(
+                evaluated,
+                val_loader,
+                device=device,
+                amp_dtype=amp_dtype,
+                loss_fn=loss_fn,
+                channels_last=cfg.channels_last,
             )
+            preds = Predictions.merged(gather_objects(ctx, shard))
+            metrics = classification_metrics(
+                preds.probs, preds.labels, classes, ok_index=ok_index, threshold=cfg.threshold
+            )
+            val_loss = preds.loss_sum / max(1, len(preds.labels))
+            row.update(
+                val_loss=val_loss, val_accuracy=metrics["accuracy"], val_balanced_accuracy=metrics["balanced_accuracy"]
+            )
+            score = _score(metrics, val_loss, cfg.monitor)
+            improved = score > best_score + cfg.min_delta
+            if improved:
+                best_score, best_epoch, stale = score, epoch, 0
+            else:
+                stale += 1
+        row["seconds"] = round(time.perf_counter() - started, 2)
+        history.append(row)
+        if ctx.is_main:
+            _log_epoch(row, done, improved)
             state = {
                 **meta,
                 "model": evaluated.state_dict(),

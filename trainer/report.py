@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,12 +91,16 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     fig = Figure(figsize=(10, 3.8))
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = [row["epoch"] for row in history]
-    loss_ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
-    loss_ax.plot(epochs, [row["val_loss"] for row in history], "o-", label="validation")
+
+    def series(key: str) -> list[float]:  # NaN for the epochs not validated (validate_from)
+        return [row.get(key, math.nan) for row in history]
+
+    loss_ax.plot(epochs, series("train_loss"), "o-", label="train")
+    loss_ax.plot(epochs, series("val_loss"), "o-", label="validation")
     loss_ax.set(title="loss", xlabel="epoch")
-    acc_ax.plot(epochs, [row["train_accuracy"] for row in history], "o-", label="train")
-    acc_ax.plot(epochs, [row["val_accuracy"] for row in history], "o-", label="validation")
-    acc_ax.plot(epochs, [row["val_balanced_accuracy"] for row in history], "s--", label="validation (balanced)")
+    acc_ax.plot(epochs, series("train_accuracy"), "o-", label="train")
+    acc_ax.plot(epochs, series("val_accuracy"), "o-", label="validation")
+    acc_ax.plot(epochs, series("val_balanced_accuracy"), "s--", label="validation (balanced)")
     acc_ax.set(title="accuracy", xlabel="epoch", ylim=(0, 1.02))
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)

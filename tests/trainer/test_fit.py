@@ -28,6 +28,8 @@ def test_fit_writes_every_report_file(trained_run: Path) -> None:
     with (trained_run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert rows[0]["val_accuracy"] == "" and float(rows[0]["train_loss"]) > 0  # not validated (validate_from)
+    assert metrics["checkpoint"]["epoch"] == 2
     # the report scores best.pt on the split that training validated it on: the same figures
     kept = rows[metrics["checkpoint"]["epoch"] - 1]
     assert float(kept["val_accuracy"]) == pytest.approx(metrics["accuracy"])
