@@ -17,6 +17,7 @@ from agent_process import agent_config, start_agent, stop_agent, video
 from mqtt_broker import MosquittoBroker, free_port
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -53,7 +54,8 @@ def test_live_view_shows_the_line(tmp_path: Path, tiny_bundle: Path, browser: we
         )
         agent = start_agent(config, tmp_path)
         try:
-            wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+            # the page re-renders its lists as messages arrive: an element read mid-render is retried
+            wait = WebDriverWait(browser, 60, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
             wait.until(lambda _: _listening(port))
             browser.get(f"http://127.0.0.1:{port}/")
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#feed li")) >= 5)
@@ -64,15 +66,23 @@ def test_live_view_shows_the_line(tmp_path: Path, tiny_bundle: Path, browser: we
             second = _pixels(browser)
             assert second != first  # the picture follows the line, not only its number
 
-            seqs = [int(li.get_attribute("data-seq")) for li in browser.find_elements(By.CSS_SELECTOR, "#feed li")]
+            seqs = wait.until(
+                lambda d: [int(li.get_attribute("data-seq")) for li in d.find_elements(By.CSS_SELECTOR, "#feed li")]
+            )
             assert seqs == sorted(seqs, reverse=True) and len(seqs) <= 50  # newest first
             wait.until(lambda d: "broker connected" in d.find_element(By.ID, "broker").text)
             wait.until(lambda d: "cam0 streaming" in d.find_element(By.ID, "cameras").text)
             wait.until(lambda d: sum(int(td.text) for td in d.find_elements(By.CSS_SELECTOR, "#counters td.n")) >= 5)
-            assert browser.find_element(By.ID, "label").text in {
-                li.find_elements(By.TAG_NAME, "span")[2].text
-                for li in browser.find_elements(By.CSS_SELECTOR, "#feed li")
-            }
+            # the shown frame's label is one of the feed's verdicts
+            wait.until(
+                lambda d: (
+                    d.find_element(By.ID, "label").text
+                    in {
+                        li.find_elements(By.TAG_NAME, "span")[2].text
+                        for li in d.find_elements(By.CSS_SELECTOR, "#feed li")
+                    }
+                )
+            )
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(ARTIFACTS / "live_view.png"))
             assert stop_agent(agent, tmp_path) == 0
