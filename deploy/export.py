@@ -190,7 +190,7 @@ def export_bundle(
         )
 
     dataset = state.get("dataset", {})
-    metrics = state.get("metrics") or {}
+    metrics = state.get("metrics", {})
     manifest = BundleManifest(
         model_name=name or run_dir.resolve().name,
         model_version=version or datetime.now(timezone.utc).strftime("%Y%m%d.%H%M%S"),

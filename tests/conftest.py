@@ -66,7 +66,7 @@ def trained_run(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         batch_size=8,
         cam_images=4,
         seed=1,
-        box_guidance=0.5,  # the demo's guidance, both terms
+        box_guidance=0.5,  # both guidance terms (the demo uses cell guidance 1.0)
         cell_guidance=0.5,
         validate_from=0.6,  # epoch 1 ends at half the run: only epoch 2 is validated
         amp="off",  # bf16 autocast on CPU is not bit-reproducible: tests measure the code, not the rounding
