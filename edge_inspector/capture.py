@@ -34,7 +34,7 @@ import numpy as np
 
 from edge_inspector.config import CameraConfig, CaptureMode
 from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
-from edge_inspector.priority import run_in_background
+from edge_inspector.priority import lower_thread_priority
 from edge_inspector.sources import FolderSource, is_file, open_source
 
 __all__ = ["Camera", "CameraState"]
@@ -155,7 +155,7 @@ class Camera(threading.Thread):
         return False, None
 
     def run(self) -> None:
-        run_in_background()
+        lower_thread_priority()
         triggered = self.config.mode is CaptureMode.TRIGGERED
         period = 1.0 / self.config.fps
         try:

@@ -153,6 +153,8 @@ def topics(prefix: str, station: str) -> dict[str, str]:
         "heatmap": f"{root}/heatmap",
         "trigger": f"{root}/cmd/trigger",
         "reload": f"{root}/cmd/reload",
+        # never subscribed: the sender unsubscribes from it as a delivery barrier (no message goes there)
+        "barrier": f"{root}/cmd/barrier",
     }
 
 

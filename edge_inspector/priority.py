@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 
-__all__ = ["BACKGROUND_NICE", "default_inference_threads", "run_in_background"]
+__all__ = ["BACKGROUND_NICE", "default_inference_threads", "lower_thread_priority"]
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 BACKGROUND_NICE = 10
 
 
-def run_in_background() -> None:
+def lower_thread_priority() -> None:
     """Lower the calling thread's CPU priority by :data:`BACKGROUND_NICE` (Linux: nice is per thread).
 
     Where that is not possible (another OS) the thread keeps its priority.

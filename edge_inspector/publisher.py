@@ -3,7 +3,7 @@
 At-least-once: a sender thread (:mod:`edge_inspector.sender`) publishes
 spooled rows in ``id`` order, at most ``mqtt.max_inflight`` unacknowledged; a
 row leaves the spool only when the broker acknowledges it (PUBACK/PUBCOMP;
-QoS 0 once paho wrote it to the socket). When the
+QoS 0 once the broker answered a barrier sent after it). When the
 connection drops, the in-flight bookkeeping is reset and every unacknowledged
 row is sent again, in order, once paho has reconnected by itself. The MES may
 thus see a message twice (paho also retransmits its own copies): the ``seq``
@@ -93,7 +93,14 @@ class Publisher:
         self._disk_full_since: float | None = None
         self._connects = 0
         self._client = self._make_client()
-        self._sender = SpoolSender(spool, self._client, window=config.max_inflight, v5=self._v5, sparkplug=sparkplug)
+        self._sender = SpoolSender(
+            spool,
+            self._client,
+            window=config.max_inflight,
+            v5=self._v5,
+            barrier_topic=self.topics["barrier"],
+            sparkplug=sparkplug,
+        )
 
     def _make_client(self) -> mqtt.Client:
         client = make_client(self.config, self.client_id)
@@ -107,6 +114,7 @@ class Publisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         return client
 
@@ -136,6 +144,8 @@ class Publisher:
         self._sender.stop(timeout)
         if not self._started:
             return
+        if self.connected and not self._sender.settle(max(0.1, deadline - time.monotonic())):
+            log.warning("mqtt: the broker did not confirm the last QoS 0 messages; they go again after a restart")
         if self.connected:
             if self._sparkplug is not None:
                 info = self._sparkplug.death(self._client)
@@ -317,6 +327,11 @@ class Publisher:
         self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Properties | None
     ) -> None:
         self._sender.answer(mid, reason)
+
+    def _on_unsubscribe(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, _reasons: Any, _props: Properties | None
+    ) -> None:
+        self._sender.answer(mid, None)  # the barrier's UNSUBACK
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         node = self._sparkplug

@@ -1,8 +1,11 @@
 """The sender thread: forwards spooled rows to paho in order and deletes what the broker acknowledged.
 
-A row is done when the broker acknowledged it (QoS >= 1) or paho wrote it
-to the socket (QoS 0). With Sparkplug B, verdict rows go out as their
-camera's DDATA, at QoS 0; heatmaps as before.
+A row is done when the broker acknowledged it (QoS >= 1) or, for QoS 0, when
+the broker answered a *barrier* sent after paho wrote the row to the socket:
+an UNSUBSCRIBE of ``barrier_topic``, a filter the agent never subscribes to,
+so the answer changes nothing. A QoS 0 row written just before the connection
+died is thus sent again on the next one, never lost. With Sparkplug B, verdict
+rows go out as their camera's DDATA, at QoS 0; heatmaps as before.
 
 At most ``window`` rows are unanswered at a time; the bookkeeping is
 :class:`~edge_inspector.inflight.InFlight`. Paho's network thread reports the
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -24,7 +28,7 @@ from edge_inspector.errors import SpoolError, SpoolFullError
 from edge_inspector.inflight import Answer, InFlight
 from edge_inspector.messages import CONTENT_TYPES
 from edge_inspector.mqtt_client import message_properties
-from edge_inspector.priority import run_in_background
+from edge_inspector.priority import lower_thread_priority
 from edge_inspector.sparkplug.node import SparkplugNode
 from edge_inspector.spool import Spool, SpoolItem
 
@@ -39,10 +43,18 @@ class SpoolSender:
     """Drains ``spool`` through ``client``; ``counts`` are ``published``, ``acked``, ``rejected``, ``invalid``."""
 
     def __init__(
-        self, spool: Spool, client: mqtt.Client, *, window: int, v5: bool, sparkplug: SparkplugNode | None = None
+        self,
+        spool: Spool,
+        client: mqtt.Client,
+        *,
+        window: int,
+        v5: bool,
+        barrier_topic: str,
+        sparkplug: SparkplugNode | None = None,
     ) -> None:
         self._spool = spool
         self._client = client
+        self._barrier_topic = barrier_topic
         self._sparkplug = sparkplug
         self._window = window
         self._v5 = v5
@@ -86,9 +98,26 @@ class SpoolSender:
             self._cond.wait(timeout)
 
     def stats(self) -> dict[str, int]:
-        """The counts and ``inflight``, the rows awaiting an answer."""
+        """The counts, ``inflight`` (rows awaiting an answer) and ``held`` (QoS 0 rows written, unconfirmed)."""
         with self._cond:
-            return {**self.counts, "inflight": len(self._inflight)}
+            return {**self.counts, "inflight": len(self._inflight), "held": self._inflight.held}
+
+    def settle(self, timeout: float) -> bool:
+        """After :meth:`stop`: confirm the QoS 0 rows written so far with a last barrier (up to ``timeout``
+        seconds) and delete them; False when some stay spooled (they go again after the next start)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._send_barrier()
+            with self._cond:
+                if not self._inflight.held or not self._up:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, 0.1))
+        self.apply_answers()
+        with self._cond:
+            return not self._inflight.held
 
     # -- from paho's network thread --------------------------------------------
     def link_up(self) -> None:
@@ -107,7 +136,7 @@ class SpoolSender:
         return unanswered
 
     def answer(self, mid: int, reason: Answer | None) -> None:
-        """The broker answered message ``mid``."""
+        """The broker answered message ``mid`` (paho wrote it, for QoS 0; an UNSUBACK, for a barrier)."""
         with self._cond:
             self._inflight.answer(mid, reason)
             self._cond.notify_all()
@@ -137,14 +166,31 @@ class SpoolSender:
             self.counts["acked"] += len(rows)
             self._cond.notify_all()
 
+    def _send_barrier(self) -> None:
+        """When held QoS 0 rows wait for one, send a barrier: its answer confirms every row written before it."""
+        with self._cond:
+            if not self._up or not self._inflight.barrier_due:
+                return
+            epoch, covers = self._inflight.epoch, self._inflight.held
+        rc, mid = self._client.unsubscribe(self._barrier_topic)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:  # disconnected meanwhile: the rows go again
+            return
+        with self._cond:
+            self._inflight.barrier_sent(mid, covers, epoch)
+
+    def _idle(self) -> bool:
+        """Nothing to apply and no barrier due (the caller holds the condition)."""
+        return not self._inflight.answered and not (self._up and self._inflight.barrier_due)
+
     def _loop(self) -> None:
-        run_in_background()
+        lower_thread_priority()
         while not self._stopping.is_set():
             self.apply_answers()
+            self._send_barrier()
             with self._cond:
                 room = self._inflight.room(self._window)
                 if not self._up or room <= 0:
-                    if not self._inflight.answered:
+                    if self._idle():
                         self._cond.wait(_IDLE_WAIT_S)
                     continue
                 epoch, cursor = self._inflight.epoch, self._inflight.cursor
@@ -157,7 +203,7 @@ class SpoolSender:
                 continue
             if not items:
                 with self._cond:
-                    if not self._dirty and not self._inflight.answered and not self._stopping.is_set():
+                    if not self._dirty and self._idle() and not self._stopping.is_set():
                         self._cond.wait(_IDLE_WAIT_S)
                 continue
             for item in items:
@@ -168,8 +214,10 @@ class SpoolSender:
         """Hand one row to paho; False when the batch should stop (disconnected, queue full)."""
         content_type = item.content_type or CONTENT_TYPES[item.kind]
         props = message_properties(self._v5, PacketTypes.PUBLISH, content_type, item.seq)
+        qos = item.qos
         try:
             if self._sparkplug is not None and item.kind == "verdict":
+                qos = 0
                 info = self._sparkplug.publish_verdict(self._client, item.payload)
             else:
                 info = self._client.publish(
@@ -191,6 +239,6 @@ class SpoolSender:
             return False
         with self._cond:
             self.counts["published"] += 1
-            current = self._inflight.handed(item.id, info.mid, epoch)  # False: disconnected meanwhile
+            current = self._inflight.handed(item.id, info.mid, epoch, qos)  # False: disconnected meanwhile
             self._cond.notify_all()
         return current

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from edge_inspector.priority import run_in_background
+from edge_inspector.priority import lower_thread_priority
 
 __all__ = ["Stage"]
 
@@ -25,7 +25,7 @@ class Stage(threading.Thread, Generic[T]):
     (backpressure) instead of piling up frames. An exception in ``work``
     stops the stage; the next :meth:`put` raises it in the producer, so a
     failure is never silent. A ``background`` stage runs at a lower CPU
-    priority (:func:`run_in_background`).
+    priority (:func:`lower_thread_priority`).
     """
 
     def __init__(self, name: str, work: Callable[[T], None], depth: int = 2, *, background: bool = False) -> None:
@@ -37,7 +37,7 @@ class Stage(threading.Thread, Generic[T]):
 
     def run(self) -> None:
         if self.background:
-            run_in_background()
+            lower_thread_priority()
         while (item := self._queue.get()) is not _DONE:
             try:
                 self._work(item)  # type: ignore[arg-type]

@@ -99,24 +99,29 @@ class Subscriber:
             return list(self._messages)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
-        """Wait until at least ``count`` messages arrived; returns all of them (fewer on timeout)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            return list(self._messages)
+        """Wait until at least ``count`` messages arrived; returns all of them.
 
-    def wait_until(self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0) -> list[Received]:
-        """Wait until ``predicate(messages)`` is true; returns the messages (whatever they are on timeout)."""
+        Raises:
+            AssertionError: fewer arrived within ``timeout`` seconds (the test fails there, saying so).
+        """
+        return self.wait_until(lambda ms: len(ms) >= count, timeout, f"{count} message(s)")
+
+    def wait_until(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0, what: str = "the condition"
+    ) -> list[Received]:
+        """Wait until ``predicate(messages)`` is true; returns the messages.
+
+        Raises:
+            AssertionError: it did not hold within ``timeout`` seconds.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self._messages):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    break
+                    raise AssertionError(
+                        f"{self.topic}: {what} not met within {timeout} s ({len(self._messages)} message(s) received)"
+                    )
                 self._cond.wait(remaining)
             return list(self._messages)
 

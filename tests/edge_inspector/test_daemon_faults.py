@@ -76,7 +76,7 @@ def test_refused_credentials_keep_inspecting_and_retry(tmp_path: Path, tiny_bund
         try:
             # refused again and again, while frames go on through inference
             spool = tmp_path / "spool.sqlite"
-            wait_until(lambda: broker.log().count("not authorised") >= 2 and _spooled(spool) >= 5, timeout=30)
+            assert wait_until(lambda: broker.log().count("not authorised") >= 2 and _spooled(spool) >= 5, timeout=30)
             assert agent.poll() is None, (tmp_path / "agent.log").read_text()[-2000:]
             log = (tmp_path / "agent.log").read_text()
             assert log.count("refused the connection: Not authorized") == 1  # logged once per change of state

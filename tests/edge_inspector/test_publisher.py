@@ -18,6 +18,7 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 from mqtt_broker import MosquittoBroker, Received, Subscriber
 from polling import wait_until
+from tcp_proxy import TcpProxy
 
 from edge_inspector.config import MqttConfig, TlsConfig
 from edge_inspector.errors import ConfigError
@@ -69,6 +70,10 @@ def _spool_verdicts(publisher: Publisher, spool: Spool, count: int) -> list[int]
         publisher.notify()
         seqs.append(seq)
     return seqs
+
+
+def _record(publisher: Publisher, count: int) -> list[int]:
+    return publisher.record([lambda seq: [("verdict", json.dumps({"seq": seq}).encode())]] * count)
 
 
 def test_spooled_messages_arrive_in_order_with_properties(broker: MosquittoBroker, spool: Spool) -> None:
@@ -296,3 +301,24 @@ def test_missing_tls_files_are_a_config_error(tmp_path: Path, spool: Spool) -> N
     config = MqttConfig(tls=TlsConfig(ca_file=tmp_path / "missing-ca.pem"))
     with pytest.raises(ConfigError, match="mqtt.tls"):
         Publisher(config, station="s1", spool=spool, status_offline=WILL)
+
+
+def test_qos_0_rows_written_into_a_dying_connection_are_sent_again(broker: MosquittoBroker, spool: Spool) -> None:
+    """QoS 0 messages paho wrote to the socket in the moment before a connection died reach the broker anyway."""
+    with (
+        TcpProxy(broker.host, broker.port) as link,
+        Subscriber(broker.host, broker.port, f"{ROOT}/verdict") as sub,
+    ):
+        config = MqttConfig(host=link.host, port=link.port, prefix="test", qos=0, keepalive_s=60)
+        with _publisher(broker, spool, config=config) as pub:
+            assert wait_until(lambda: pub.connected)
+            before = _record(pub, 3)
+            assert _seqs(sub.wait_for(3)) == before
+            link.swallow()  # from here the broker reads nothing the agent writes
+            lost = _record(pub, 5)
+            assert wait_until(lambda: pub.stats()["published"] >= 8)  # paho wrote them all to the socket
+            assert wait_until(lambda: link.swallowed > 0)
+            link.cut()  # the agent learns the connection is gone
+            got = sub.wait_until(lambda ms: set(lost) <= set(_seqs(ms)), timeout=20)
+            assert set(lost) <= set(_seqs(got)), f"never delivered: {sorted(set(lost) - set(_seqs(got)))}"
+            assert pub.flush(10)

@@ -18,10 +18,15 @@ from agent_process import STATION, agent_config, start_agent, stop_agent, video
 from mqtt_broker import MosquittoBroker, Received, Subscriber
 from paho.mqtt.enums import CallbackAPIVersion
 from polling import wait_until
+from tcp_proxy import TcpProxy
 
+from edge_inspector.config import MqttConfig
 from edge_inspector.messages import Latency, ModelRef, Verdict
+from edge_inspector.publisher import Publisher
 from edge_inspector.sparkplug import sparkplug_b_pb2 as pb
+from edge_inspector.sparkplug.node import SparkplugNode
 from edge_inspector.sparkplug.payloads import device_birth, device_metrics, node_birth, node_death, verdict_data
+from edge_inspector.spool import Spool
 
 ps = pytest.importorskip("pysparkplug")
 
@@ -218,3 +223,37 @@ def _delivered(messages: list[Received]) -> set[int]:
 
 def _ddata(messages: list[Received]) -> int:
     return sum(1 for m in messages if "/DDATA/" in m.topic)
+
+
+def test_ddata_written_into_a_dying_connection_goes_again_as_history(tmp_path: Path) -> None:
+    """DDATA is QoS 0: what paho wrote just before the connection died is sent again, historical, after it."""
+    node = SparkplugNode(
+        group=GROUP, station=STATION, cameras=["top"], model=MODEL, classes=CLASSES, bd_seq_file=tmp_path / "bdseq"
+    )
+    config = MqttConfig(host="127.0.0.1", port=1, format="sparkplug", sparkplug_group=GROUP)
+    with (
+        MosquittoBroker() as broker,
+        TcpProxy(broker.host, broker.port) as link,
+        Subscriber(broker.host, broker.port, "spBv1.0/#") as sub,
+        Spool(tmp_path / "spool.sqlite", max_bytes=1 << 20) as spool,
+    ):
+        config = config.model_copy(update={"host": link.host, "port": link.port})
+        with Publisher(config, station=STATION, spool=spool, status_offline=b"", sparkplug=node) as pub:
+            assert wait_until(lambda: pub.connected)
+            before = _record_verdicts(pub, 3)
+            assert sub.wait_until(lambda ms: _delivered(ms) >= set(before))
+            link.swallow()  # the broker reads nothing more of this connection
+            lost = _record_verdicts(pub, 5)
+            assert wait_until(lambda: pub.stats()["published"] >= 8 and link.swallowed > 0)
+            link.cut()
+            got = sub.wait_until(lambda ms: _delivered(ms) >= set(lost), timeout=20)
+            assert set(lost) <= _delivered(got), f"never delivered: {sorted(set(lost) - _delivered(got))}"
+            assert pub.flush(10)
+    again = _sessions(_decoded(got))[1]
+    resent = [p for n, p in again if str(n.message_type) == "DDATA"]
+    assert {m.value for p in resent for m in p.metrics if m.name == "verdict/seq"} >= set(lost)
+    assert all(m.is_historical for p in resent for m in p.metrics)
+
+
+def _record_verdicts(publisher: Publisher, count: int) -> list[int]:
+    return publisher.record([lambda seq: [("verdict", _verdict(seq).model_dump_json().encode())]] * count)
