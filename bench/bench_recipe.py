@@ -43,9 +43,9 @@ from deploy.bench import cpu_flags
 from trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import ImageDataset
-from trainer.engine import evaluate
 from trainer.evaluation import split_samples
 from trainer.fit import fit
+from trainer.loop import evaluate
 from trainer.metrics import classification_metrics
 from trainer.synth import generate_dataset
 from trainer.transforms import eval_transform

@@ -72,7 +72,7 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[DefectNet, InputSpec]:
         weights="none",
         attention=arch["attention"],
         dropout=arch["dropout"],
-        cam_stride=arch.get("cam_stride", 32),  # checkpoints from before the option: ResNet50's 32
+        cam_stride=arch.get("cam_stride", 32),  # a checkpoint without cam_stride has ResNet50's 32
         pooling=arch.get("pooling", "mean"),  # likewise: global average pooling
     )
     model.load_state_dict(state["model"])
@@ -117,7 +117,7 @@ def resume_from(
 
     Raises:
         CheckpointError: no usable ``last.pt``, one trained on other classes, or one
-            from before the run schedule (2026-11-30), which cannot be continued.
+            that holds no training schedule, which cannot be continued.
     """
     state = load_checkpoint(path)
     if state["classes"] != classes:

@@ -18,7 +18,7 @@ from typing import Any
 from edge_inspector.console import run_command
 from edge_inspector.errors import ConfigError
 from trainer.config import TrainConfig, load_train_config
-from trainer.engine import StepStats
+from trainer.loop import StepStats
 from trainer.synth import DEFAULT_VIEW
 
 __all__ = ["main"]

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 
 from trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from trainer.data import DatasetSplit, ImageDataset, Sample, scan_folder
-from trainer.engine import evaluate
 from trainer.errors import CheckpointError, DatasetError
+from trainer.loop import evaluate
 from trainer.metrics import classification_metrics
 from trainer.pointing import pointing_score
 from trainer.report import collect_cam_examples, write_report

@@ -34,9 +34,9 @@ from trainer.distributed import (
     shutdown_distributed,
 )
 from trainer.ema import WeightAverage, half_life_decay
-from trainer.engine import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
 from trainer.evaluation import write_evaluation, write_split
 from trainer.freezing import count_parameters, freeze_stages
+from trainer.loop import EpochStats, Predictions, StepStats, evaluate, resolve_amp, train_one_epoch
 from trainer.losses import build_guidance, build_loss
 from trainer.metrics import classification_metrics
 from trainer.model import DefectNet, build_model

@@ -71,7 +71,7 @@ def test_resume_from_a_checkpoint_without_a_schedule_is_refused(trained_run: Pat
     run = tmp_path / "old"
     shutil.copytree(trained_run, run)
     state = load_checkpoint(run / "last.pt")
-    del state["schedule"]  # what edge-train wrote before the run schedule
+    del state["schedule"]  # a checkpoint that holds no run schedule
     save_checkpoint(run / "last.pt", state)
     config = json.loads((run / "config.json").read_text())
     config.update(out=str(run), epochs=3, resume=True)

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from trainer.engine import train_one_epoch
+from trainer.loop import train_one_epoch
 from trainer.losses import BoxGuidance, FocalLoss
 from trainer.model import build_model
 from trainer.schedule import TrainingSchedule
