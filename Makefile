@@ -48,9 +48,10 @@ system-deps:
 		else echo "mosquitto is missing: sudo apt-get install mosquitto"; exit 1; fi; \
 	fi
 
-# the tests also drive the live view in Debian's Chromium (chromium-driver) and post images with curl;
-# as root they are installed, otherwise the tests that need them skip
-TEST_PACKAGES := chromium chromium-driver curl
+# every system package a test needs: Chromium and its driver for the live view, curl for POST /inspect, openssl
+# for the TLS certificates, shellcheck for the installer, systemd for systemd-analyze on the unit; as root they
+# are installed, otherwise the tests that need them skip
+TEST_PACKAGES := chromium chromium-driver curl openssl shellcheck systemd
 test-deps: system-deps
 	@missing=""; for pkg in $(TEST_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
@@ -74,10 +75,14 @@ demo: $(STAMP) system-deps
 	$(BIN)/python -m examples.demo --bundle $(DEMO_BUNDLE) --out demo
 	@echo "training report: $(DEMO_RUN)/report.html   heatmaps: demo/heatmaps/"
 
-# the agent's tests in the box's venv (which proves they need no torch), the rest with the training stack
+# the agent's tests in the box's venv (which proves they need no torch), the rest with the training stack;
+# both halves run whatever the first gives, and the target fails if either failed
 test: $(STAMP) $(EDGE_STAMP) test-deps
-	$(EDGE_VENV)/bin/python -m pytest tests/edge_inspector
-	$(BIN)/python -m pytest --ignore=tests/edge_inspector
+	@status=0; \
+	$(EDGE_VENV)/bin/python -m pytest tests/edge_inspector || status=1; \
+	$(BIN)/python -m pytest --ignore=tests/edge_inspector || status=1; \
+	if [ $$status != 0 ]; then echo "make test: a half of the suite failed (see above)"; fi; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -85,9 +90,9 @@ lint: $(STAMP)
 clean:
 	rm -rf $(DEMO_DATA) $(DEMO_RUN) $(DEMO_BUNDLE) demo
 
-# the Sparkplug B payload classes, from edge_inspector/sparkplug/sparkplug_b.proto (protoc 31 = protobuf 6.31 gencode,
+# the Sparkplug B payload classes, from edge_inspector/outbox/sparkplug/sparkplug_b.proto (protoc 31 = protobuf 6.31 gencode,
 # the oldest runtime the package accepts); the result is committed
 proto:
 	$(PYTHON) -m venv /tmp/edge-inspector-protoc
 	/tmp/edge-inspector-protoc/bin/pip install --quiet "grpcio-tools==1.74.0"
-	/tmp/edge-inspector-protoc/bin/python -m grpc_tools.protoc -I. --python_out=. edge_inspector/sparkplug/sparkplug_b.proto
+	/tmp/edge-inspector-protoc/bin/python -m grpc_tools.protoc -I. --python_out=. edge_inspector/outbox/sparkplug/sparkplug_b.proto

@@ -13,12 +13,11 @@ import numpy as np
 
 from edge_inspector.backends import BackendKind, BackendOptions, backend_class
 from edge_inspector.bundle import Precision, load_bundle
+from edge_inspector.capture import Frame
 from edge_inspector.config import HeatmapPolicy, MqttConfig
-from edge_inspector.frames import Frame
-from edge_inspector.inspector import Inspector
+from edge_inspector.inspector import Inspector, heatmap_rule
+from edge_inspector.outbox import Publisher, Spool
 from edge_inspector.preprocess import crop_roi, resize_and_crop
-from edge_inspector.publisher import Publisher
-from edge_inspector.spool import Spool
 from examples.local_broker import LocalBroker
 from trainer.synth.video import write_video
 
@@ -46,7 +45,7 @@ def stage_costs(bundle_dir: Path, paths: list[Path], broker: LocalBroker, work: 
     backend = backend_class(BackendKind(args.backend))(
         bundle, Precision(args.precision), BackendOptions(threads=args.threads, max_batch=args.max_batch)
     )
-    inspector = Inspector(bundle, backend, rois={}, threshold=None, heatmap=HeatmapPolicy.ALWAYS)
+    inspector = Inspector(bundle, backend, rois={}, threshold=None, heatmap=heatmap_rule(HeatmapPolicy.ALWAYS))
     video = write_video(work / "stream.avi", [cv2.imread(str(p))[:, :, ::-1] for p in paths])
     capture = cv2.VideoCapture(str(video))
 
@@ -72,21 +71,26 @@ def stage_costs(bundle_dir: Path, paths: list[Path], broker: LocalBroker, work: 
     costs["preprocess (ROI, resize, crop)"] = per_call_ms(preprocess)
     output = backend.infer(batch)
     costs["infer (batch 1)"] = per_call_ms(lambda: backend.infer(batch))
-    costs["heatmap (overlay + JPEG)"] = per_call_ms(lambda: inspector.heatmap_jpeg(image, output.cam[0, 0]))
+    costs["heatmap (overlay + JPEG)"] = per_call_ms(lambda: inspector.heatmap_jpeg(image, output.activation[0, 0]))
     (item,) = inspector.inspect([Frame(image, datetime.now(timezone.utc), 1)])
     backend.close()
 
     def verdict_json() -> bytes:
-        return inspector.verdict(item, station=STATION, seq=1).model_dump_json().encode()
+        return inspector.verdict(item, station=STATION, seq=1, heatmap=True).model_dump_json().encode()
 
     costs["verdict message (pydantic JSON)"] = per_call_ms(verdict_json)
     payload, jpeg = verdict_json(), item.heatmap_jpeg or b""
     spool = Spool(work / "stage-spool.sqlite", max_bytes=256 * 1024 * 1024)
     mqtt_config = MqttConfig(host=broker.host, port=broker.port)
     publisher = Publisher(mqtt_config, station=STATION, spool=spool, status_offline=b"{}")
-    costs["spool (one transaction: verdict + heatmap)"] = per_call_ms(
-        lambda: publisher.record([lambda _seq: [("verdict", payload), ("heatmap", jpeg)]])
-    )
+
+    def spool_one() -> None:
+        with publisher.batch() as messages:
+            messages.next_seq()
+            messages.add("verdict", payload)
+            messages.add("heatmap", jpeg)
+
+    costs["spool (one transaction: verdict + heatmap)"] = per_call_ms(spool_one)
     depth = spool.depth()
     start = time.perf_counter()
     publisher.start()  # sends everything spooled above

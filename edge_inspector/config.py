@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from edge_inspector.backends.base import BackendKind
 from edge_inspector.bundle import Precision
 from edge_inspector.errors import ConfigError, validation_problems
+from edge_inspector.messages import CaptureMode
 
 __all__ = [
     "ENV_PREFIX",
@@ -30,7 +31,6 @@ __all__ = [
     "PASSWORD_ENV",
     "AgentConfig",
     "CameraConfig",
-    "CaptureMode",
     "HealthConfig",
     "HeatmapPolicy",
     "HttpConfig",
@@ -45,13 +45,6 @@ __all__ = [
 ENV_PREFIX = "EDGE_INSPECTOR__"
 PASSWORD_ENV = "EDGE_INSPECTOR_MQTT_PASSWORD"
 HTTP_CAMERA = "http"
-
-
-class CaptureMode(str, Enum):
-    """Free-running keeps the newest frame; triggered inspects one frame per ``cmd/trigger``."""
-
-    FREE_RUNNING = "free-running"
-    TRIGGERED = "triggered"
 
 
 class HeatmapPolicy(str, Enum):

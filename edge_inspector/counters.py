@@ -1,20 +1,23 @@
-"""Counters the agent reports in ``status`` and, through :mod:`edge_inspector.metrics`, to Prometheus."""
+"""Counters the agent and each camera report in ``status`` and, through :mod:`edge_inspector.metrics`, to Prometheus."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 
 __all__ = ["Counters"]
 
 
 class Counters:
-    """Frames inferred, verdicts by label, reloads; and when frames last moved."""
+    """Named counts (those in ``names`` shown from 0), verdicts by label, and when frames last went through
+    inference. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter(dict.fromkeys(names, 0))
+        self._verdicts: Counter[str] = Counter()
         self.started = time.monotonic()
         self.last_inference = time.monotonic()
 
@@ -24,17 +27,21 @@ class Counters:
             self._counts[name] += amount
 
     def inferred(self, labels: list[str]) -> None:
-        """Record a micro-batch that went through inference."""
+        """Record a micro-batch's verdicts, by label."""
         with self._lock:
             self._counts["inferred"] += len(labels)
-            for label in labels:
-                self._counts[f"verdicts.{label}"] += 1
+            self._verdicts.update(labels)
             self.last_inference = time.monotonic()
 
     def snapshot(self) -> dict[str, int]:
-        """A copy of the counters."""
+        """A copy of the named counts."""
         with self._lock:
             return dict(self._counts)
+
+    def verdicts(self) -> dict[str, int]:
+        """Verdicts so far, by label."""
+        with self._lock:
+            return dict(self._verdicts)
 
     def uptime(self) -> float:
         """Seconds since start."""

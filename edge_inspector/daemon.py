@@ -23,27 +23,22 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
 from functools import partial
 from types import FrameType
 
 from edge_inspector import systemd
-from edge_inspector.capture import Camera, CameraState
-from edge_inspector.config import AgentConfig, CaptureMode
+from edge_inspector.capture import Camera, Frame, FrameMailbox, Triggers, check_source
+from edge_inspector.config import AgentConfig
+from edge_inspector.counters import Counters
 from edge_inspector.errors import EdgeInspectorError
-from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest, route_trigger
-from edge_inspector.health import Counters
-from edge_inspector.inspector import Inferred, Inspection, Inspector, load_inspector
-from edge_inspector.messages import Status, Trigger, topics
-from edge_inspector.publisher import Publisher
+from edge_inspector.inspector import HeatmapRule, Inferred, Inspection, Inspector, heatmap_rule, load_inspector
+from edge_inspector.messages import CameraState, CaptureMode, Status, Trigger, topics
+from edge_inspector.outbox import Publisher, Spool
+from edge_inspector.outbox.sparkplug.node import SparkplugNode
 from edge_inspector.samples import SampleKeeper
-from edge_inspector.sources import check_source
-from edge_inspector.sparkplug.node import SparkplugNode
-from edge_inspector.spool import Kind, Spool
 from edge_inspector.stage import Stage
 from edge_inspector.status_report import build_status, last_will
 from edge_inspector.web.front import WebFront
@@ -61,9 +56,7 @@ class Agent:
         self.topics = topics(config.mqtt.prefix, config.station)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
-        self.triggers: dict[str, queue.Queue[TriggerRequest]] = {
-            camera.name: queue.Queue() for camera in config.cameras if camera.mode is CaptureMode.TRIGGERED
-        }
+        self.triggers = Triggers(config.cameras)
         self.counters = Counters()
         self.inspector: Inspector | None = None
         self.cameras: list[Camera] = []
@@ -73,12 +66,15 @@ class Agent:
         self._last_reload_error: str | None = None
         self.mailbox = FrameMailbox()
         self.web: WebFront | None = None
+        self._heatmaps: HeatmapRule = heatmap_rule(config.mqtt.heatmap)
+        if config.http.port is not None:
+            self._heatmaps = WebFront.heatmap_rule(self._heatmaps)
 
     # -- model -------------------------------------------------------------
     def _reload(self) -> None:
         self.reload_requested.clear()
         try:
-            fresh = load_inspector(self.config)
+            fresh = load_inspector(self.config, self._heatmaps)
         except EdgeInspectorError as exc:
             self._last_reload_error = str(exc)
             self.counters.add("reload_failures")
@@ -122,44 +118,45 @@ class Agent:
                 log.warning("ignoring malformed trigger %r: %s", payload[:200], exc)
                 self.counters.add("bad_commands")
                 return
-            if not route_trigger(self.triggers, trigger):
+            if not self.triggers.route(trigger):
                 self.counters.add("bad_commands")
         elif topic == self.topics["reload"]:
             self.reload_requested.set()
 
     # -- main loop ---------------------------------------------------------
-    def _report(self, inferred: tuple[Inspector, Inferred]) -> None:
-        """The output stage: labels and heatmaps, then verdicts to the spool (beside the next inference)."""
+    def _output(self, inferred: tuple[Inspector, Inferred]) -> None:
+        """The output stage, beside the next inference: labels and heatmaps, answers to posted images, and the
+        cameras' verdicts to the spool."""
         inspector, batch = inferred
         inspections = inspector.judge(batch)
-        line = self.web.answer(inspector, inspections) if self.web is not None else inspections
-        if line:
-            self._handle(inspector, line)
+        if self.web is not None:
+            inspections = self.web.answer(inspector, inspections)
+        if inspections:
+            self._publish(inspector, inspections)
 
-    def _handle(self, inspector: Inspector, inspections: list[Inspection]) -> None:
-        """Spool the batch's verdicts and heatmaps (one transaction, ``seq`` included), keep samples."""
+    def _publish(self, inspector: Inspector, inspections: list[Inspection]) -> None:
+        """Spool the cameras' verdicts and heatmaps (one transaction, ``seq`` included), keep samples."""
         assert self.publisher is not None
-
-        def messages(item: Inspection) -> Callable[[int], list[tuple[Kind, bytes]]]:
-            def build(seq: int) -> list[tuple[Kind, bytes]]:
-                verdict = inspector.verdict(item, station=self.config.station, seq=seq)
-                built: list[tuple[Kind, bytes]] = [("verdict", verdict.model_dump_json().encode())]
+        verdicts = []
+        with self.publisher.batch() as batch:
+            for item in inspections:
+                seq = batch.next_seq()
+                heatmap = item.heatmap_jpeg is not None
+                verdict = inspector.verdict(item, station=self.config.station, seq=seq, heatmap=heatmap)
+                batch.add("verdict", verdict.model_dump_json().encode())
                 if item.heatmap_jpeg is not None:
-                    built.append(("heatmap", item.heatmap_jpeg))
-                return built
-
-            return build
-
-        seqs = self.publisher.record([messages(item) for item in inspections])
-        for item, seq in zip(inspections, seqs, strict=True):
+                    batch.add("heatmap", item.heatmap_jpeg)
+                verdicts.append(verdict)
+        for item, verdict in zip(inspections, verdicts, strict=True):
             if self.web is not None:
-                self.web.published(inspector, item, seq)
+                self.web.published(inspector, item, verdict)
             if not self.samples.wanted(item.is_defect, item.confidence):
                 continue
             if self.publisher.disk_full:  # keeping samples pauses: the disk's room is for verdicts
                 self.counters.add("samples_skipped")
             else:
-                self.samples.save(item.roi_image, item.label, seq, item.frame.captured_at.strftime("%Y%m%dT%H%M%S"))
+                stamp = item.frame.captured_at.strftime("%Y%m%dT%H%M%S")
+                self.samples.save(item.roi_image, item.label, verdict.seq, stamp)
         self.counters.inferred([i.label for i in inspections])
 
     def _inspect(
@@ -174,7 +171,8 @@ class Agent:
         """
         inspector = self.inspector
         assert inspector is not None
-        frames = [f for f in frames if f.reply is None or not f.reply.cancelled()]  # posters who gave up
+        if self.web is not None:
+            frames = self.web.waited_for(frames)
         if not frames:
             return
         try:
@@ -186,8 +184,8 @@ class Agent:
                 return
             self.counters.add("failed_frames")
             log.error("camera %s: could not inspect frame %d: %s", frames[0].camera, frames[0].index, exc)
-            if frames[0].reply is not None and frames[0].reply.set_running_or_notify_cancel():
-                frames[0].reply.set_exception(exc)
+            if self.web is not None:
+                self.web.failed(frames[0], exc)
             return
         if not output.put((inspector, inferred), give_up):
             log.warning("stopping: %d inferred frame(s) not reported, the output stage is stuck", len(frames))
@@ -236,9 +234,9 @@ class Agent:
         self._install_signals()
         for camera in self.config.cameras:
             check_source(camera)
-        self.inspector = load_inspector(self.config)
+        self.inspector = load_inspector(self.config, self._heatmaps)
         self.spool = Spool(self.config.spool.path, max_bytes=int(self.config.spool.max_mb * 1024 * 1024))
-        output: Stage[tuple[Inspector, Inferred]] = Stage("output", self._report, background=True)
+        output: Stage[tuple[Inspector, Inferred]] = Stage("output", self._output, background=True)
         offline = last_will(self.config, self.inspector.model if self.inspector else None)
         sparkplug = None
         if self.config.mqtt.format == "sparkplug":
@@ -264,7 +262,7 @@ class Agent:
                     camera,
                     self.mailbox,
                     self.stop,
-                    self.triggers.get(camera.name),
+                    self.triggers.queue(camera.name),
                     on_state=lambda _state: self._publish_status(),
                     prepare=self._prepare,
                 )

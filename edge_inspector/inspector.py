@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -12,18 +12,24 @@ import numpy as np
 
 from edge_inspector.backends import Backend, BackendOptions, create_backend
 from edge_inspector.bundle import Bundle, load_bundle
+from edge_inspector.capture.mailbox import Frame
 from edge_inspector.config import AgentConfig, HeatmapPolicy
-from edge_inspector.frames import Frame
-from edge_inspector.heatmap import overlay_heatmap
+from edge_inspector.heatmap import heatmap_jpeg
 from edge_inspector.messages import Latency, ModelRef, Verdict
-from edge_inspector.preprocess import ModelInput, crop_box, crop_roi, resize_and_crop
+from edge_inspector.preprocess import ModelInput, crop_roi, resize_and_crop
 from edge_inspector.priority import default_inference_threads
 
-__all__ = ["Inferred", "Inspection", "Inspector", "load_inspector", "softmax"]
+__all__ = ["HeatmapRule", "Inferred", "Inspection", "Inspector", "decide", "heatmap_rule", "load_inspector", "softmax"]
 
 log = logging.getLogger(__name__)
 
-JPEG_QUALITY = 85
+HeatmapRule = Callable[[Frame, bool], bool]
+"""Whether a frame's inspection draws its heatmap, given the frame and whether it is a defect."""
+
+
+def heatmap_rule(policy: HeatmapPolicy) -> HeatmapRule:
+    """The rule of ``mqtt.heatmap``: every frame, defects only, or none."""
+    return lambda _frame, is_defect: policy is HeatmapPolicy.ALWAYS or (policy is HeatmapPolicy.DEFECTS and is_defect)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -33,13 +39,34 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def decide(
+    probabilities: np.ndarray, classes: Sequence[str], ok_index: int | None, threshold: float
+) -> tuple[str, float, bool]:
+    """(label, score, is_defect) of one frame's class probabilities.
+
+    With an ``ok`` class the score is P(defect) = 1 - P(ok); at or above
+    ``threshold`` the frame is a defect and its label the likeliest defect
+    class (even when ``ok`` is likelier than each), below it ``ok``. Without
+    one every class is a finding: the likeliest, its probability the score.
+    """
+    if ok_index is None:
+        predicted = int(probabilities.argmax())
+        return classes[predicted], float(probabilities[predicted]), True
+    score = float(1.0 - probabilities[ok_index])
+    if score < threshold:
+        return classes[ok_index], score, False
+    defects = probabilities.copy()
+    defects[ok_index] = -1.0
+    return classes[int(defects.argmax())], score, True
+
+
 @dataclass(frozen=True)
 class Inferred:
     """A micro-batch through the model: its prepared frames, class probabilities and activation maps."""
 
     frames: list[Frame]
     probabilities: np.ndarray
-    cam: np.ndarray
+    activation: np.ndarray
     milliseconds: float
 
 
@@ -56,14 +83,15 @@ class Inspection:
     latency: Latency
     heatmap_jpeg: bytes | None
     roi_image: np.ndarray
-    cam: np.ndarray
+    activation: np.ndarray
     """The label's activation map, to draw a heatmap later (the live view draws the newest frame's)."""
 
 
 class Inspector:
     """Runs a backend on frames and turns its outputs into inspections.
 
-    ``rois`` maps a camera's name to the region cut from its frames (None: the whole frame).
+    ``rois`` maps a camera's name to the region cut from its frames (None: the whole frame);
+    ``heatmap`` says which inspections draw their heatmap.
     """
 
     def __init__(
@@ -73,7 +101,7 @@ class Inspector:
         *,
         rois: Mapping[str, tuple[int, int, int, int] | None],
         threshold: float | None,
-        heatmap: HeatmapPolicy,
+        heatmap: HeatmapRule,
     ) -> None:
         manifest = bundle.manifest
         self.bundle = bundle
@@ -124,7 +152,7 @@ class Inspector:
         started = time.perf_counter()
         output = self.backend.infer(batch)
         spent = (time.perf_counter() - started) * 1000
-        return Inferred(ready, softmax(output.logits.astype(np.float64)), output.cam, spent)
+        return Inferred(ready, softmax(output.logits.astype(np.float64)), output.activation, spent)
 
     def judge(self, inferred: Inferred) -> list[Inspection]:
         """Labels, scores and heatmaps of an inferred micro-batch."""
@@ -133,12 +161,9 @@ class Inspector:
             assert frame.prepared is not None
             started = time.perf_counter()
             probs = inferred.probabilities[i]
-            label, score, is_defect = self._decide(probs)
-            cam = inferred.cam[i, self.classes.index(label)]
-            jpeg = None
-            wanted = self.heatmap is HeatmapPolicy.ALWAYS or (self.heatmap is HeatmapPolicy.DEFECTS and is_defect)
-            if wanted or frame.reply is not None:  # an HTTP answer always carries its heatmap
-                jpeg = self.heatmap_jpeg(frame.prepared.roi, cam)
+            label, score, is_defect = decide(probs, self.classes, self.ok_index, self.threshold)
+            activation = inferred.activation[i, self.classes.index(label)]
+            jpeg = self.heatmap_jpeg(frame.prepared.roi, activation) if self.heatmap(frame, is_defect) else None
             results.append(
                 Inspection(
                     frame=frame,
@@ -156,7 +181,7 @@ class Inspector:
                     ),
                     heatmap_jpeg=jpeg,
                     roi_image=frame.prepared.roi,
-                    cam=cam,
+                    activation=activation,
                 )
             )
         return results
@@ -165,8 +190,9 @@ class Inspector:
         """Prepare, infer and judge a micro-batch in one go."""
         return self.judge(self.infer(frames))
 
-    def verdict(self, item: Inspection, *, station: str, seq: int) -> Verdict:
-        """The verdict of an inspection: on MQTT once the spool has given it its ``seq``; 0 for POST /inspect."""
+    def verdict(self, item: Inspection, *, station: str, seq: int, heatmap: bool) -> Verdict:
+        """The verdict of an inspection: on MQTT once the spool has given it its ``seq``; 0 for POST /inspect.
+        ``heatmap``: whether its heatmap goes out on the heatmap topic."""
         return Verdict(
             station=station,
             camera=item.frame.camera,
@@ -181,36 +207,16 @@ class Inspector:
             threshold=self.threshold,
             model=self.model,
             latency=item.latency,
-            heatmap=item.heatmap_jpeg is not None and item.frame.reply is None,
+            heatmap=heatmap,
         )
 
-    def _decide(self, probs: np.ndarray) -> tuple[str, float, bool]:
-        """(label, P(defect), is_defect): a defect names its likeliest defect class."""
-        if self.ok_index is None:  # no "ok" class: every class is a finding
-            predicted = int(probs.argmax())
-            return self.classes[predicted], float(probs[predicted]), True
-        score = float(1.0 - probs[self.ok_index])
-        if score < self.threshold:
-            return self.classes[self.ok_index], score, False
-        defect_probs = probs.copy()
-        defect_probs[self.ok_index] = -1.0
-        return self.classes[int(defect_probs.argmax())], score, True
-
-    def heatmap_jpeg(self, roi: np.ndarray, cam: np.ndarray) -> bytes:
-        """Blend the class map over the part of the ROI the model saw; JPEG bytes."""
-        x0, y0, x1, y1 = crop_box(roi.shape[0], roi.shape[1], self.bundle.manifest.input)
-        picture = roi.copy()
-        picture[y0:y1, x0:x1] = overlay_heatmap(np.ascontiguousarray(roi[y0:y1, x0:x1]), cam)
-        ok, encoded = cv2.imencode(
-            ".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-        )
-        if not ok:
-            raise RuntimeError("JPEG encoding of the heatmap failed")
-        return encoded.tobytes()
+    def heatmap_jpeg(self, roi: np.ndarray, activation: np.ndarray) -> bytes:
+        """The heatmap of one class's activation map over a camera ROI, as this model saw it; JPEG bytes."""
+        return heatmap_jpeg(roi, activation, self.bundle.manifest.input)
 
 
-def load_inspector(config: AgentConfig) -> Inspector:
-    """The configured bundle on the configured backend, warmed up.
+def load_inspector(config: AgentConfig, heatmap: HeatmapRule | None = None) -> Inspector:
+    """The configured bundle on the configured backend, warmed up; heatmaps by ``heatmap``, else ``mqtt.heatmap``.
 
     Raises:
         EdgeInspectorError: the bundle or the backend cannot be loaded (BundleError, BackendError).
@@ -222,7 +228,8 @@ def load_inspector(config: AgentConfig) -> Inspector:
     backend = create_backend(bundle, cfg.backend, cfg.precision, options)
     try:
         rois = {camera.name: camera.roi for camera in config.cameras}
-        inspector = Inspector(bundle, backend, rois=rois, threshold=cfg.threshold, heatmap=config.mqtt.heatmap)
+        rule = heatmap or heatmap_rule(config.mqtt.heatmap)
+        inspector = Inspector(bundle, backend, rois=rois, threshold=cfg.threshold, heatmap=rule)
         inspector.warm_up()
     except Exception:
         backend.close()

@@ -15,6 +15,7 @@ Schema version 2 (several cameras): ``Status.cameras`` replaces
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "CONTENT_TYPES",
     "SCHEMA_VERSION",
+    "CameraState",
     "CameraStatus",
+    "CaptureMode",
     "InspectResult",
     "Latency",
     "ModelRef",
@@ -35,6 +38,23 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
+
+
+class CaptureMode(str, Enum):
+    """Free-running keeps the newest frame; triggered inspects one frame per ``cmd/trigger``."""
+
+    FREE_RUNNING = "free-running"
+    TRIGGERED = "triggered"
+
+
+class CameraState(str, Enum):
+    """What a camera is doing."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    STOPPED = "stopped"
 
 
 class _Message(BaseModel):
@@ -92,10 +112,8 @@ class CameraStatus(_Message):
 
     name: str
     source: str = Field(description="with any URL credentials hidden")
-    mode: Literal["free-running", "triggered"]
-    state: Literal["connecting", "streaming", "reconnecting", "ended", "stopped"] | None = Field(
-        None, description="null in the last will"
-    )
+    mode: CaptureMode
+    state: CameraState | None = Field(None, description="null in the last will")
     state_for_s: float | None = Field(None, description="seconds in this state; null in the last will")
     counters: dict[str, int] = Field(
         default_factory=dict, description="captured, skipped, dropped, undecodable, reconnects"
@@ -116,6 +134,7 @@ class Status(_Message):
         0.0, description="seconds since start; null in the last will, which the broker sends long after it was set"
     )
     counters: dict[str, int] = Field(default_factory=dict, description="the agent's, and the cameras' summed")
+    verdicts: dict[str, int] = Field(default_factory=dict, description="verdicts since start, by label")
     spool: dict[str, int] = Field(default_factory=dict)
     broker_connected: bool = True
 

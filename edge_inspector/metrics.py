@@ -23,8 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from edge_inspector.capture import CameraState
-from edge_inspector.messages import Latency, Status
+from edge_inspector.messages import CameraState, Latency, Status
 
 __all__ = ["PREFIX", "AgentMetrics"]
 
@@ -60,17 +59,16 @@ class _StatusCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         status = self._status()
-        verdicts = CounterMetricFamily(f"{PREFIX}_verdicts", "verdicts published, by label", labels=["label"])
         for name, value in sorted(status.counters.items()):
-            if name.startswith("verdicts."):
-                verdicts.add_metric([name.removeprefix("verdicts.")], value)
-            else:
-                yield CounterMetricFamily(f"{PREFIX}_{name}", _COUNTER_HELP.get(name, name), value=value)
+            yield CounterMetricFamily(f"{PREFIX}_{name}", _COUNTER_HELP.get(name, name), value=value)
+        verdicts = CounterMetricFamily(f"{PREFIX}_verdicts", "verdicts published, by label", labels=["label"])
+        for label, value in sorted(status.verdicts.items()):
+            verdicts.add_metric([label], value)
         yield verdicts
         for name, value in sorted(status.spool.items()):
             if name in _SPOOL_GAUGES:
                 yield GaugeMetricFamily(f"{PREFIX}_spool_{name}", _SPOOL_GAUGES[name], value=value)
-            else:  # evicted_verdict, evicted_heatmap, undurable, lost: they only grow
+            else:  # evicted_verdicts, evicted_heatmaps, undurable, lost: they only grow
                 yield CounterMetricFamily(
                     f"{PREFIX}_spool_{name}", f"spool messages {name.replace('_', ' ')}", value=value
                 )
@@ -85,7 +83,7 @@ class _StatusCollector(Collector):
         )
         for camera in status.cameras:
             for state in CameraState:
-                cameras.add_metric([camera.name, state.value], float(camera.state == state.value))
+                cameras.add_metric([camera.name, state.value], float(camera.state is state))
         yield cameras
         if status.model is not None:
             model = status.model

@@ -7,12 +7,12 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from edge_inspector.capture import Camera, CameraState
+from edge_inspector.capture import Camera
 from edge_inspector.config import AgentConfig, CameraConfig
-from edge_inspector.health import Counters
-from edge_inspector.messages import CameraStatus, ModelRef, Status
-from edge_inspector.publisher import Publisher
-from edge_inspector.spool import Spool
+from edge_inspector.counters import Counters
+from edge_inspector.messages import CameraState, CameraStatus, ModelRef, Status
+from edge_inspector.outbox.publisher import Publisher
+from edge_inspector.outbox.spool import Spool
 
 __all__ = ["build_status", "last_will", "redact"]
 
@@ -26,8 +26,8 @@ def _camera_status(config: CameraConfig, camera: Camera | None, now: float) -> C
     return CameraStatus(
         name=config.name,
         source=redact(config.source),
-        mode=config.mode.value,
-        state=camera.state.value if camera else CameraState.CONNECTING.value,
+        mode=config.mode,
+        state=camera.state if camera else CameraState.CONNECTING,
         state_for_s=round(now - camera.state_since, 1) if camera else 0.0,
         counters=camera.counters.snapshot() if camera else {},
     )
@@ -67,6 +67,7 @@ def build_status(
         reload_error=reload_error,
         uptime_s=round(counters.uptime(), 1),
         counters=totals,
+        verdicts=counters.verdicts(),
         spool=spooled,
         broker_connected=bool(publisher and publisher.connected),
     )
@@ -79,7 +80,7 @@ def last_will(config: AgentConfig, model: ModelRef | None) -> bytes:
         state="offline",
         at=datetime.now(timezone.utc),
         model=model,
-        cameras=[CameraStatus(name=c.name, source=redact(c.source), mode=c.mode.value) for c in config.cameras],
+        cameras=[CameraStatus(name=c.name, source=redact(c.source), mode=c.mode) for c in config.cameras],
         uptime_s=None,
         broker_connected=False,
     )

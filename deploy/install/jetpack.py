@@ -60,7 +60,7 @@ def requirements(declared: Iterable[str], extras: Iterable[str], exclude: Iterab
 
 def check(tensorrt: bool) -> list[str]:
     """What this environment lacks for a Jetson box (empty: nothing)."""
-    from edge_inspector.sources import opencv_has_gstreamer
+    from edge_inspector.capture.sources import opencv_has_gstreamer
 
     problems = []
     if not opencv_has_gstreamer():

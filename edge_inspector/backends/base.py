@@ -1,8 +1,8 @@
 """The one interface every inference backend implements.
 
 A backend loads one variant of a bundle, takes a uint8 RGB batch
-``[N, H, W, 3]`` and returns ``logits [N, C]`` and ``cam [N, C, h, w]`` as
-float32. Heavy runtimes (TensorRT, pycuda, OpenVINO) are imported inside
+``[N, H, W, 3]`` and returns ``logits [N, C]`` and the class activation maps
+``[N, C, h, w]`` (the ONNX output ``cam``) as float32. Heavy runtimes (TensorRT, pycuda, OpenVINO) are imported inside
 their backend module only.
 """
 
@@ -38,7 +38,8 @@ class InferenceOutput:
     """Model outputs for one batch."""
 
     logits: np.ndarray
-    cam: np.ndarray
+    activation: np.ndarray
+    """Class activation maps ``[N, C, h, w]``."""
 
 
 @dataclass(frozen=True)

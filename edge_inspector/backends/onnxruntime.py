@@ -63,8 +63,8 @@ class OnnxRuntimeBackend(Backend):
         return [*picked, "CPUExecutionProvider"]
 
     def infer(self, images: np.ndarray) -> InferenceOutput:
-        logits, cam = self._session.run([LOGITS, CAM], {IMAGE: self.check_batch(images)})
-        return InferenceOutput(np.asarray(logits, np.float32), np.asarray(cam, np.float32))
+        logits, activation = self._session.run([LOGITS, CAM], {IMAGE: self.check_batch(images)})
+        return InferenceOutput(np.asarray(logits, np.float32), np.asarray(activation, np.float32))
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]

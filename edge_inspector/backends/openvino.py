@@ -51,13 +51,14 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"{self.file}: OpenVINO cannot compile it for {self.device} ({exc})") from exc
         self._request = self._compiled.create_infer_request()
         self._logits = self._compiled.output(LOGITS)
-        self._cam = self._compiled.output(CAM)
+        self._activation = self._compiled.output(CAM)
         log.info("%s: %s on %s", self.runtime, self.file.name, self.device)
 
     def infer(self, images: np.ndarray) -> InferenceOutput:
         result = self._request.infer({IMAGE: self.check_batch(images)})
         return InferenceOutput(
-            np.array(result[self._logits], np.float32, copy=True), np.array(result[self._cam], np.float32, copy=True)
+            np.array(result[self._logits], np.float32, copy=True),
+            np.array(result[self._activation], np.float32, copy=True),
         )
 
     def close(self) -> None:

@@ -122,7 +122,7 @@ class TensorRTBackend(Backend):
                 for start in range(0, max(len(batch), 1), self._max_batch):
                     chunks.append(self._run(cuda, batch[start : start + self._max_batch]))
         out = {name: np.concatenate([c[name] for c in chunks]) for name in _OUTPUTS}
-        return InferenceOutput(logits=out[LOGITS], cam=out[CAM])
+        return InferenceOutput(logits=out[LOGITS], activation=out[CAM])
 
     def _run(self, cuda: CudaBuffers, chunk: np.ndarray) -> dict[str, np.ndarray]:
         n = len(chunk)

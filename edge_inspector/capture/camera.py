@@ -27,46 +27,24 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from enum import Enum
 
 import cv2
 import numpy as np
 
-from edge_inspector.config import CameraConfig, CaptureMode
-from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
+from edge_inspector.capture.mailbox import Frame, FrameMailbox
+from edge_inspector.capture.sources import FolderSource, is_file, open_source
+from edge_inspector.capture.triggers import TriggerRequest
+from edge_inspector.config import CameraConfig
+from edge_inspector.counters import Counters
+from edge_inspector.messages import CameraState, CaptureMode
 from edge_inspector.priority import lower_thread_priority
-from edge_inspector.sources import FolderSource, is_file, open_source
 
-__all__ = ["Camera", "CameraState"]
+__all__ = ["Camera"]
 
 log = logging.getLogger(__name__)
 
 FILE_READ_AHEAD = 1  # frames of a file or folder waiting, decoded, for inference (the reader holds one more)
 TRIGGERED_BACKLOG = 64  # triggered frames waiting for inference before capture waits too
-
-
-class CameraState(str, Enum):
-    """What the camera is doing, as shown in ``status``."""
-
-    CONNECTING = "connecting"
-    STREAMING = "streaming"
-    RECONNECTING = "reconnecting"
-    ENDED = "ended"
-    STOPPED = "stopped"
-
-
-class _Counters:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.values = {"captured": 0, "skipped": 0, "dropped": 0, "undecodable": 0, "failed_frames": 0, "reconnects": 0}
-
-    def add(self, name: str, amount: int = 1) -> None:
-        with self.lock:
-            self.values[name] += amount
-
-    def snapshot(self) -> dict[str, int]:
-        with self.lock:
-            return dict(self.values)
 
 
 class Camera(threading.Thread):
@@ -94,7 +72,7 @@ class Camera(threading.Thread):
         self.stop_event = stop
         self.triggers = triggers
         self.on_state = on_state
-        self.counters = _Counters()
+        self.counters = Counters(("captured", "skipped", "dropped", "undecodable", "failed_frames", "reconnects"))
         self.state = CameraState.CONNECTING
         self.state_since = time.monotonic()
         self._heartbeat = time.monotonic()

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
-from edge_inspector.messages import InspectResult, Trigger
+from edge_inspector.messages import InspectResult
 from edge_inspector.preprocess import ModelInput
 
-__all__ = ["Frame", "FrameMailbox", "TriggerRequest", "route_trigger"]
+__all__ = ["Frame", "FrameMailbox"]
 
 log = logging.getLogger(__name__)
 
@@ -35,34 +33,6 @@ class Frame:
     prepared: ModelInput | None = None
     reply: Future[InspectResult] | None = field(default=None, compare=False)
     """An image sent to ``POST /inspect``: its inspection is answered here and not published."""
-
-
-@dataclass(frozen=True)
-class TriggerRequest:
-    """A part to inspect, and when its trigger arrived (``time.monotonic``)."""
-
-    part_id: str
-    at: float = field(default_factory=time.monotonic)
-
-
-def route_trigger(queues: Mapping[str, queue.Queue[TriggerRequest]], trigger: Trigger) -> bool:
-    """Queue a trigger for the triggered camera it names, or for each when it names none; False (logged) if none."""
-    if trigger.camera is None:
-        targets = list(queues.values())
-    else:
-        targets = [queues[trigger.camera]] if trigger.camera in queues else []
-    if not targets:
-        log.warning(
-            "ignoring trigger for part %r: no triggered camera %s (triggered: %s)",
-            trigger.part_id,
-            repr(trigger.camera) if trigger.camera else "",
-            ", ".join(queues) or "none",
-        )
-        return False
-    at = time.monotonic()
-    for target in targets:
-        target.put(TriggerRequest(trigger.part_id, at))
-    return True
 
 
 class FrameMailbox:

@@ -98,7 +98,7 @@ def _tls_problem(host: str, tls: TlsConfig, sock: socket.socket) -> str:
 class ConnectionProblems:
     """Connection problems, each logged once until the state changes, and paho's own log lines.
 
-    Paho's lines go to the ``edge_inspector.mqtt_client.paho`` logger; its
+    Paho's lines go to the ``edge_inspector.outbox.mqtt_client.paho`` logger; its
     socket errors are kept for the next "connection lost" line and otherwise
     logged at debug level, like the "Client is not connected" paho 2.2 repeats
     after every disconnect.

@@ -1,19 +1,13 @@
 """The MQTT side of the agent: the broker connection, the spool it drains, the status it publishes (paho-mqtt 2.x).
 
-At-least-once: a sender thread (:mod:`edge_inspector.sender`) publishes
-spooled rows in ``id`` order, at most ``mqtt.max_inflight`` unacknowledged; a
-row leaves the spool only when the broker acknowledges it (PUBACK/PUBCOMP;
-QoS 0 once the broker answered a barrier sent after it). When the
-connection drops, the in-flight bookkeeping is reset and every unacknowledged
-row is sent again, in order, once paho has reconnected by itself. The MES may
-thus see a message twice (paho also retransmits its own copies): the ``seq``
-(in the verdict JSON; with MQTT v5 also a user property) lets it drop duplicates.
+Delivery is at least once (the package's docstring says how); paho
+reconnects by itself, and the sender then sends every unconfirmed row again.
 
 ``status`` is retained, QoS 1. The broker publishes the ``offline`` last will
 when the connection dies; :meth:`Publisher.stop` publishes offline itself,
 since a clean disconnect does not trigger the will.
 
-With Sparkplug B (:mod:`edge_inspector.sparkplug`) the will is the node's
+With Sparkplug B (:mod:`edge_inspector.outbox.sparkplug`) the will is the node's
 NDEATH instead, births go out on every connection before the spool drains,
 an NCMD rebirth is answered, and the JSON ``status`` is not published (one
 will per connection: NBIRTH and NDEATH say whether the station is there).
@@ -24,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,14 +30,30 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_inspector.config import MqttConfig
 from edge_inspector.messages import CONTENT_TYPES, ModelRef, topics
-from edge_inspector.mqtt_client import ConnectionProblems, make_client, message_properties, probe_broker
-from edge_inspector.sender import SpoolSender
-from edge_inspector.sparkplug.node import SparkplugNode
-from edge_inspector.spool import Kind, Outgoing, Spool
+from edge_inspector.outbox.mqtt_client import ConnectionProblems, make_client, message_properties, probe_broker
+from edge_inspector.outbox.sender import SpoolSender
+from edge_inspector.outbox.sparkplug.node import SparkplugNode
+from edge_inspector.outbox.spool import Kind, Outgoing, Spool, SpoolBatch
 
-__all__ = ["Publisher"]
+__all__ = ["PublishBatch", "Publisher"]
 
 log = logging.getLogger(__name__)
+
+
+class PublishBatch:
+    """The messages of one :meth:`Publisher.batch`: ``next_seq`` for each verdict, then ``add`` its messages."""
+
+    def __init__(self, rows: SpoolBatch, outgoing: Callable[[Kind, bytes], Outgoing]) -> None:
+        self._rows = rows
+        self._outgoing = outgoing
+
+    def next_seq(self) -> int:
+        """The next ``seq``: monotonic per station, on disk with the batch."""
+        return self._rows.next_seq()
+
+    def add(self, kind: Kind, payload: bytes) -> None:
+        """A verdict or heatmap under the last ``seq`` handed out, on this station's topic and QoS."""
+        self._rows.add(self._outgoing(kind, payload))
 
 
 class Publisher:
@@ -197,28 +208,22 @@ class Publisher:
         if self._sparkplug is not None:
             self._sparkplug.new_model(model, classes, self._client if self.connected else None)
 
-    def notify(self) -> None:
-        """Wake the sender: something was put in the spool directly (:meth:`record` wakes it itself)."""
-        self._sender.notify()
+    @contextmanager
+    def batch(self) -> Iterator[PublishBatch]:
+        """Spool verdicts and heatmaps on this station's topics and QoS, a ``seq`` each verdict, one transaction.
 
-    def record(self, builders: Sequence[Callable[[int], Sequence[tuple[Kind, bytes]]]]) -> list[int]:
-        """Hand out one ``seq`` per builder and spool the (kind, payload) pairs each builds for it.
-
-        One transaction for the whole batch (:meth:`Spool.record`), on this
-        station's topics and QoS; then the sender is woken. On a full disk the
-        messages go straight to the broker instead, without durability (counted
-        ``undurable``, or ``lost`` while disconnected), and the spool is tried
-        again with the next batch.
+        ``with publisher.batch() as b: seq = b.next_seq(); b.add("verdict", payload)``;
+        then the sender is woken. On a full disk the messages go straight to
+        the broker instead, without durability (counted ``undurable``, or
+        ``lost`` while disconnected), and the spool is tried again with the
+        next batch.
 
         Raises:
             SpoolError: the spool cannot be written for another reason.
         """
-
-        def outgoing(build: Callable[[int], Sequence[tuple[Kind, bytes]]]) -> Callable[[int], list[Outgoing]]:
-            return lambda seq: [self._outgoing(kind, payload) for kind, payload in build(seq)]
-
-        recorded = self._spool.record([outgoing(b) for b in builders])
-        if recorded.durable:
+        with self._spool.batch() as rows:
+            yield PublishBatch(rows, self._outgoing)
+        if rows.durable:
             if self._disk_full_since is not None:
                 log.warning(
                     "spool %s: room again after %.0f s; messages are durable again",
@@ -227,26 +232,24 @@ class Publisher:
                 )
                 self._disk_full_since = None
             self._sender.notify()
-            return recorded.seqs
+            return
         if self._disk_full_since is None:
             self._disk_full_since = time.monotonic()
             log.error("spool %s: the disk is full; publishing without durability until there is room", self._spool.path)
-        for seq, message in recorded.messages:
+        for seq, message in rows.messages:
             self._publish_undurable(message, seq)
-        return recorded.seqs
 
     def _outgoing(self, kind: Kind, payload: bytes) -> Outgoing:
         qos = self.config.qos if kind == "verdict" else self.config.heatmap_qos
         return Outgoing(kind, self.topics[kind], payload, qos, content_type=CONTENT_TYPES[kind])
 
     def _publish_undurable(self, message: Outgoing, seq: int) -> None:
-        props = message_properties(self._v5, PacketTypes.PUBLISH, message.content_type or "", seq)
         sent = False
-        if self.connected and self._sparkplug is not None and message.kind == "verdict":
-            sent = self._sparkplug.publish_verdict(self._client, message.payload).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
-        elif self.connected:
-            info = self._client.publish(message.topic, message.payload, qos=message.qos, properties=props)
-            sent = info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        if self.connected:
+            try:
+                sent = self._sender.publish(message, seq)[0].rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            except ValueError as exc:
+                log.error("mqtt: cannot publish %s seq=%d: %s", message.kind, seq, exc)
         with self._lock:
             self._counts["undurable" if sent else "lost"] += 1
 

@@ -8,7 +8,7 @@ died is thus sent again on the next one, never lost. With Sparkplug B, verdict
 rows go out as their camera's DDATA, at QoS 0; heatmaps as before.
 
 At most ``window`` rows are unanswered at a time; the bookkeeping is
-:class:`~edge_inspector.inflight.InFlight`. Paho's network thread reports the
+:class:`~edge_inspector.outbox.inflight.InFlight`. Paho's network thread reports the
 connection going up or down and the broker's answers; they only touch memory
 there (an fsync on that thread would stall keepalives), and this thread
 applies them to the spool.
@@ -25,12 +25,12 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 
 from edge_inspector.errors import SpoolError, SpoolFullError
-from edge_inspector.inflight import Answer, InFlight
 from edge_inspector.messages import CONTENT_TYPES
-from edge_inspector.mqtt_client import message_properties
+from edge_inspector.outbox.inflight import Answer, InFlight
+from edge_inspector.outbox.mqtt_client import message_properties
+from edge_inspector.outbox.sparkplug.node import SparkplugNode
+from edge_inspector.outbox.spool import Outgoing, Spool, SpoolItem
 from edge_inspector.priority import lower_thread_priority
-from edge_inspector.sparkplug.node import SparkplugNode
-from edge_inspector.spool import Spool, SpoolItem
 
 __all__ = ["SpoolSender"]
 
@@ -210,19 +210,26 @@ class SpoolSender:
                 if self._stopping.is_set() or not self._send(item, epoch):
                     break
 
+    def publish(self, message: Outgoing | SpoolItem, seq: int) -> tuple[mqtt.MQTTMessageInfo, int]:
+        """Hand a message to paho as this station publishes it (a verdict as DDATA with Sparkplug B);
+        returns paho's handle and the QoS it went out at.
+
+        Raises:
+            ValueError: it can never be sent (a bad topic, an oversized payload, a camera that is no device).
+        """
+        if self._sparkplug is not None and message.kind == "verdict":
+            return self._sparkplug.publish_verdict(self._client, message.payload), 0
+        content_type = message.content_type or CONTENT_TYPES[message.kind]
+        props = message_properties(self._v5, PacketTypes.PUBLISH, content_type, seq)
+        info = self._client.publish(
+            message.topic, message.payload, qos=message.qos, retain=message.retain, properties=props
+        )
+        return info, message.qos
+
     def _send(self, item: SpoolItem, epoch: int) -> bool:
         """Hand one row to paho; False when the batch should stop (disconnected, queue full)."""
-        content_type = item.content_type or CONTENT_TYPES[item.kind]
-        props = message_properties(self._v5, PacketTypes.PUBLISH, content_type, item.seq)
-        qos = item.qos
         try:
-            if self._sparkplug is not None and item.kind == "verdict":
-                qos = 0
-                info = self._sparkplug.publish_verdict(self._client, item.payload)
-            else:
-                info = self._client.publish(
-                    item.topic, item.payload, qos=item.qos, retain=item.retain, properties=props
-                )
+            info, qos = self.publish(item, item.seq)
         except ValueError as exc:  # bad topic or oversized payload: it can never be sent
             log.error("mqtt: deleting unpublishable %s seq=%d: %s", item.kind, item.seq, exc)
             with self._cond:

@@ -1,6 +1,6 @@
 """Store and forward: verdicts and heatmaps wait on disk until the broker has them.
 
-One SQLite file in WAL mode (its tables: :mod:`edge_inspector.spool_tables`).
+One SQLite file in WAL mode (its tables and statements: :mod:`edge_inspector.outbox.spool_sql`).
 A verdict is written here before it is published and deleted only when the
 broker acknowledges it, so a crash, a power cut or a broker outage loses
 nothing that was spooled. Rows are read back in ``id`` order, which is the
@@ -10,7 +10,7 @@ heatmaps go first, then the oldest verdicts, each eviction counted per kind,
 persisted and logged at WARNING.
 
 A full disk is not a full spool: SQLite then refuses every write
-(:class:`SpoolFullError`). :meth:`Spool.put` first frees room as the bound
+(:class:`SpoolFullError`). :meth:`Spool.batch` first frees room as the bound
 does (heatmaps, then the oldest verdicts, each eviction counted) and retries;
 when nothing more can go, the caller publishes without durability until the
 disk has room again. ``seq`` goes on in memory meanwhile and is persisted by
@@ -30,17 +30,17 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from edge_inspector.errors import SpoolError, SpoolFullError
-from edge_inspector.spool_tables import (
+from edge_inspector.outbox.spool_sql import (
     KINDS,
     Kind,
     Outgoing,
-    Recorded,
+    SpoolBatch,
     SpoolItem,
     count_evictions,
     count_rows,
@@ -53,7 +53,7 @@ from edge_inspector.spool_tables import (
     select_pending,
 )
 
-__all__ = ["KINDS", "Kind", "Outgoing", "Recorded", "Spool", "SpoolItem"]
+__all__ = ["KINDS", "Kind", "Outgoing", "Spool", "SpoolBatch", "SpoolItem"]
 
 log = logging.getLogger(__name__)
 
@@ -156,63 +156,59 @@ class Spool:
             raise self._fail(what, exc) from exc
 
     # -- writing -----------------------------------------------------------
-    def next_seq(self) -> int:
-        """The next message sequence number: monotonic, persisted before it is returned.
+    @contextmanager
+    def batch(self) -> Iterator[SpoolBatch]:
+        """Hand out ``seq`` and collect messages, then write them all in one transaction.
 
-        On a full disk it is handed out from memory and persisted by the next
-        write that succeeds.
-
-        Raises:
-            SpoolError: the file cannot be written for another reason.
-        """
-        return self.record([lambda _seq: ()]).seqs[0]
-
-    def put(
-        self,
-        kind: Kind,
-        topic: str,
-        payload: bytes,
-        *,
-        seq: int,
-        qos: int,
-        retain: bool = False,
-        content_type: str | None = None,
-    ) -> int:
-        """Append a message, evicting older ones when the spool is full.
-
-        Heatmaps are evicted before verdicts, oldest first; each eviction is
-        counted (see :meth:`evictions`) and logged at WARNING.
-
-        Returns:
-            The row id, which :meth:`ack` takes.
+        ``with spool.batch() as b: seq = b.next_seq(); b.add(Outgoing(...))``.
+        A kill at any point leaves either all of it or none of it: no gap and
+        no repeat in the ``seq`` on disk. When the spool is full, older
+        messages are evicted first (heatmaps before verdicts, oldest first,
+        counted and logged at WARNING). On a full disk nothing is spooled and
+        ``durable`` stays False: the ``seq`` are handed out from memory
+        (persisted by the next write that succeeds) and the caller sends the
+        messages itself. An exception in the block writes nothing and hands
+        out no ``seq``.
 
         Raises:
-            SpoolError: the file cannot be written (e.g. the disk is full), or
-                the payload alone is larger than ``max_bytes``.
-            ValueError: ``kind`` or ``qos`` is not valid.
+            SpoolError: the file cannot be written for another reason, or one
+                message is larger than ``max_bytes``.
+            ValueError: a message's ``kind`` or ``qos`` is not valid.
         """
-        message = Outgoing(kind, topic, bytes(payload), qos, retain, content_type)
-        self._check(message)
-        row = (seq, kind, topic, message.payload, qos, int(retain), content_type)
         with self._lock:
-            evicted, (row_id,) = self._insert_freeing_disk([row], len(message.payload))
-        self._log_evictions(evicted, seq)
-        return row_id
+            batch = SpoolBatch(first_seq=self._seq + 1)
+            yield batch
+            for _, message in batch.messages:
+                self._check(message)
+            rows = [
+                (seq, m.kind, m.topic, bytes(m.payload), m.qos, int(m.retain), m.content_type)
+                for seq, m in batch.messages
+            ]
+            self._seq += len(batch.seqs)
+            evicted = dict.fromkeys(KINDS, 0)
+            try:
+                if rows:
+                    evicted = self._insert_freeing_disk(rows, sum(len(m.payload) for _, m in batch.messages))
+                else:
+                    with self._transaction("persisting seq"):
+                        pass  # the commit persists self._seq
+                batch.durable = True
+            except SpoolFullError:
+                batch.durable = False
+        self._log_evictions(evicted, self._seq)
 
-    def _insert(self, rows: list[tuple[object, ...]], size: int) -> tuple[dict[str, int], list[int]]:
-        """Rows (seq, kind, topic, payload, qos, retain, content_type) in, one transaction, room made first.
-
-        The caller holds ``self._lock``.
-        """
+    def _insert(self, rows: list[tuple[object, ...]], size: int) -> dict[str, int]:
+        """Rows (seq, kind, topic, payload, qos, retain, content_type) in, one transaction, room made first;
+        returns the evictions by kind. The caller holds ``self._lock``."""
         with self._transaction(
             f"writing {rows[0][1]} seq={rows[0][0]}" + (" and more" if len(rows) > 1 else "")
         ) as conn:
             evicted, freed = evict_oldest(conn, self._bytes + size - self.max_bytes)
-            ids = insert_rows(conn, rows, time.time())
+            insert_rows(conn, rows, time.time())
         self._bytes += size - freed
-        return evicted, ids
+        return evicted
 
-    def _insert_freeing_disk(self, rows: list[tuple[object, ...]], size: int) -> tuple[dict[str, int], list[int]]:
+    def _insert_freeing_disk(self, rows: list[tuple[object, ...]], size: int) -> dict[str, int]:
         """:meth:`_insert`; on a full disk, give up what the bound would and try once more."""
         try:
             return self._insert(rows, size)
@@ -220,42 +216,8 @@ class Spool:
             freed = self._free_disk()
             if not any(freed.values()):
                 raise
-            evicted, ids = self._insert(rows, size)
-            return {k: evicted[k] + freed[k] for k in KINDS}, ids
-
-    def record(self, builders: Sequence[Callable[[int], Sequence[Outgoing]]]) -> Recorded:
-        """Hand out one ``seq`` per builder and spool what each builds, all in one transaction.
-
-        A kill at any point leaves either all of it or none of it: no gap and no
-        repeat in the ``seq`` on disk. On a full disk nothing is spooled, the
-        ``seq`` are handed out from memory (persisted by the next write that
-        succeeds) and ``durable`` is False: the caller sends the messages itself.
-
-        Raises:
-            SpoolError: the file cannot be written for another reason, or one
-                message is larger than ``max_bytes``.
-        """
-        with self._lock:
-            first = self._seq + 1
-            messages = [(seq, m) for seq, build in enumerate(builders, start=first) for m in build(seq)]
-            for _, message in messages:
-                self._check(message)
-            rows = [
-                (seq, m.kind, m.topic, bytes(m.payload), m.qos, int(m.retain), m.content_type) for seq, m in messages
-            ]
-            self._seq = first + len(builders) - 1
-            durable = True
-            evicted = dict.fromkeys(KINDS, 0)
-            try:
-                if rows:
-                    evicted, _ = self._insert_freeing_disk(rows, sum(len(m.payload) for _, m in messages))
-                else:
-                    with self._transaction("next_seq"):
-                        pass  # the commit persists self._seq
-            except SpoolFullError:
-                durable = False
-        self._log_evictions(evicted, self._seq)
-        return Recorded(list(range(first, first + len(builders))), messages, durable)
+            evicted = self._insert(rows, size)
+            return {k: evicted[k] + freed[k] for k in KINDS}
 
     def _check(self, message: Outgoing) -> None:
         if message.kind not in KINDS:

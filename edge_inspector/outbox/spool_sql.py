@@ -1,7 +1,7 @@
 """The spool's rows and the SQLite statements that keep them: the table, inserts, deletes, evictions.
 
 Functions take an open connection and run inside the caller's transaction;
-:class:`~edge_inspector.spool.Spool` holds the lock, the byte count and the
+:class:`~edge_inspector.outbox.spool.Spool` holds the lock, the byte count and the
 ``seq``. Evictions are counted in ``meta`` per kind.
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
     "KINDS",
     "Kind",
     "Outgoing",
-    "Recorded",
+    "SpoolBatch",
     "SpoolItem",
     "count_evictions",
     "count_rows",
@@ -63,7 +63,7 @@ def disk_full(exc: sqlite3.Error) -> bool:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message to spool: what :meth:`Spool.record`'s builders return for a ``seq``."""
+    """A message to spool, added to a :class:`SpoolBatch` under its ``seq``."""
 
     kind: Kind
     topic: str
@@ -73,13 +73,33 @@ class Outgoing:
     content_type: str | None = None
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """What :meth:`Spool.record` did: the ``seq`` handed out, their messages, and whether they are on disk."""
+@dataclass
+class SpoolBatch:
+    """Messages written in one transaction (:meth:`Spool.batch`): a ``seq`` each verdict, in order.
 
-    seqs: list[int]
-    messages: list[tuple[int, Outgoing]]
-    durable: bool
+    ``durable`` tells, once the batch is closed, whether they are on disk; when
+    the disk is full they are not, and the caller sends ``messages`` itself.
+    """
+
+    first_seq: int
+    seqs: list[int] = field(default_factory=list)
+    messages: list[tuple[int, Outgoing]] = field(default_factory=list)
+    durable: bool = False
+
+    def next_seq(self) -> int:
+        """Hand out the next ``seq``; the messages added after it carry it."""
+        self.seqs.append(self.first_seq + len(self.seqs))
+        return self.seqs[-1]
+
+    def add(self, message: Outgoing) -> None:
+        """Add a message under the last ``seq`` handed out.
+
+        Raises:
+            ValueError: no ``seq`` was handed out yet.
+        """
+        if not self.seqs:
+            raise ValueError("next_seq() first: every spooled message carries a seq")
+        self.messages.append((self.seqs[-1], message))
 
 
 @dataclass(frozen=True)

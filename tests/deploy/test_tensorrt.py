@@ -1,12 +1,12 @@
 """TensorRT engine build and backend, against ONNX Runtime on the same ONNX variant.
 
 Needs an NVIDIA GPU with TensorRT >= 10 and pycuda: every test carries the
-``gpu`` marker and the module skips where either package is missing. Nothing
-is mocked. The model is trained on CUDA until its FP32 reference is
-informative (it tells the test images apart and predicts several classes), so
-a wrong engine cannot pass by matching a near-constant output.
+``gpu`` marker, which skips it where either is missing. Nothing is mocked.
+The model is trained on CUDA until its FP32 reference is informative (it
+tells the test images apart and predicts several classes), so a wrong engine
+cannot pass by matching a near-constant output.
 
-Tolerances are relative to the range of the reference's logits (or cams):
+Tolerances are relative to the range of the reference's logits (or activation maps):
 - FP16 engine vs ONNX Runtime on ``model.fp16.onnx``: ``FP16_TOL``;
 - INT8 engine vs ONNX Runtime on the S8S8 model (same scales, other kernels
   and fusions): ``INT8_TOL``.
@@ -23,25 +23,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorrt")
-pytest.importorskip("pycuda.driver")
-
-from deploy.engine_build import build_engine  # noqa: E402
-from deploy.export import export_bundle, load_images  # noqa: E402
-from deploy.quantize import quantize_bundle  # noqa: E402
-from edge_inspector.backends.base import BackendOptions  # noqa: E402
-from edge_inspector.backends.cuda_buffers import cuda_device  # noqa: E402
-from edge_inspector.backends.tensorrt import TensorRTBackend  # noqa: E402
-from edge_inspector.backends.tensorrt_engine import (  # noqa: E402
+from deploy.engine_build import build_engine
+from deploy.export import export_bundle, load_images
+from deploy.quantize import quantize_bundle
+from edge_inspector.backends.base import BackendOptions
+from edge_inspector.backends.cuda_buffers import cuda_device
+from edge_inspector.backends.tensorrt import TensorRTBackend
+from edge_inspector.backends.tensorrt_engine import (
     EngineInfo,
     engine_path,
     gpu_slug,
     read_engine_info,
     source_variant,
 )
-from edge_inspector.bundle import Precision, load_bundle  # noqa: E402
-from edge_inspector.errors import EngineMismatchError  # noqa: E402
-from trainer.evaluation import split_samples  # noqa: E402
+from edge_inspector.bundle import Precision, load_bundle
+from edge_inspector.errors import EngineMismatchError
+from trainer.evaluation import split_samples
 
 MAX_BATCH = 4
 SIZE = 64
@@ -149,12 +146,12 @@ def test_engine_matches_onnxruntime_image_by_image(
     ref_logits, ref_cam = _onnxruntime(engine_bundle, precision, images)
     with TensorRTBackend(load_bundle(engine_bundle), precision, BackendOptions()) as backend:
         out = backend.infer(images)  # more than MAX_BATCH: chunked
-    assert out.logits.dtype == np.float32 and out.cam.dtype == np.float32
-    assert out.logits.shape == ref_logits.shape and out.cam.shape == ref_cam.shape
+    assert out.logits.dtype == np.float32 and out.activation.dtype == np.float32
+    assert out.logits.shape == ref_logits.shape and out.activation.shape == ref_cam.shape
     tol, cam_tol = TOLERANCE[precision] * _range(ref_logits), TOLERANCE[precision] * _range(ref_cam)
     for i in range(len(images)):
         assert np.abs(out.logits[i] - ref_logits[i]).max() <= tol, f"image {i} logits"
-        assert np.abs(out.cam[i] - ref_cam[i]).max() <= cam_tol, f"image {i} cam"
+        assert np.abs(out.activation[i] - ref_cam[i]).max() <= cam_tol, f"image {i} cam"
     top2 = np.sort(ref_logits, axis=1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) > 2 * tol
     assert clear.any()
@@ -171,8 +168,13 @@ def test_reversed_batch_gives_reversed_outputs(engine_bundle: Path, images: np.n
         empty = backend.infer(batch[:0])
     tol = 1e-3 * _range(forward.logits)
     np.testing.assert_allclose(backward.logits[::-1], forward.logits, rtol=0, atol=tol)
-    np.testing.assert_allclose(backward.cam[::-1], forward.cam, rtol=0, atol=1e-3 * _range(forward.cam))
-    assert empty.logits.shape == (0, forward.logits.shape[1]) and empty.cam.shape[1:] == forward.cam.shape[1:]
+    np.testing.assert_allclose(
+        backward.activation[::-1], forward.activation, rtol=0, atol=1e-3 * _range(forward.activation)
+    )
+    assert (
+        empty.logits.shape == (0, forward.logits.shape[1])
+        and empty.activation.shape[1:] == forward.activation.shape[1:]
+    )
 
 
 @pytest.mark.gpu

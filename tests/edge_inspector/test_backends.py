@@ -36,7 +36,7 @@ def test_backend_conformance(tiny_bundle: Path, batch, reference, kind: BackendK
         single = backend.infer(batch[:1])
         info = backend.describe()
     assert out.logits.shape == reference.logits.shape and out.logits.dtype == np.float32
-    assert out.cam.shape == reference.cam.shape and out.cam.dtype == np.float32
+    assert out.activation.shape == reference.activation.shape and out.activation.dtype == np.float32
     span = float(reference.logits.max() - reference.logits.min())
     max_rel, min_agreement = TOLERANCE[precision]
     assert np.abs(out.logits - reference.logits).max() <= max_rel * span
@@ -44,8 +44,8 @@ def test_backend_conformance(tiny_bundle: Path, batch, reference, kind: BackendK
         assert (out.logits.argmax(1) == reference.logits.argmax(1)).mean() >= min_agreement
     assert np.allclose(single.logits, out.logits[:1], rtol=1e-3, atol=1e-3 * span)
     # the cam mean is the logit minus the head bias, whatever the runtime
-    bias = reference.logits - reference.cam.mean(axis=(2, 3))
-    assert np.abs(out.cam.mean(axis=(2, 3)) + bias - out.logits).max() <= max(max_rel, 1e-3) * span
+    bias = reference.logits - reference.activation.mean(axis=(2, 3))
+    assert np.abs(out.activation.mean(axis=(2, 3)) + bias - out.logits).max() <= max(max_rel, 1e-3) * span
     assert info["backend"] == kind.value and info["precision"] == precision.value
     if precision is Precision.INT8:
         assert info["variant"] == "int8-u8s8"  # CPUs get uint8 activations

@@ -12,11 +12,10 @@ import pytest
 from mjpeg_server import MjpegCamera, read_index, render_index
 from polling import wait_until
 
-from edge_inspector.capture import Camera, CameraState
-from edge_inspector.config import CameraConfig, CaptureMode
+from edge_inspector.capture import Camera, Frame, FrameMailbox, TriggerRequest, Triggers, check_source
+from edge_inspector.config import CameraConfig
 from edge_inspector.errors import ConfigError
-from edge_inspector.frames import Frame, FrameMailbox, TriggerRequest
-from edge_inspector.sources import check_source
+from edge_inspector.messages import CameraState, CaptureMode, Trigger
 from trainer.synth.video import write_video
 
 
@@ -220,3 +219,16 @@ def test_triggered_on_a_live_stream_inspects_a_frame_captured_after_the_trigger(
         server.stop()
         camera.join(5)
     assert _get(mailbox, 0.3) is None  # one frame per trigger
+
+
+def test_a_trigger_goes_to_the_camera_it_names_or_to_every_triggered_camera() -> None:
+    triggered = [CameraConfig(name=n, source="rtsp://x/s", mode=CaptureMode.TRIGGERED) for n in ("top", "bottom")]
+    triggers = Triggers([*triggered, CameraConfig(name="free", source="rtsp://x/s")])
+    top, bottom = triggers.queue("top"), triggers.queue("bottom")
+    assert top is not None and bottom is not None and triggers.queue("free") is None
+    assert triggers.route(Trigger(part_id="A1", camera="bottom"))
+    assert top.empty() and bottom.get_nowait().part_id == "A1"
+    assert triggers.route(Trigger(part_id="B2"))  # no camera named: one board, every view
+    assert top.get_nowait().part_id == bottom.get_nowait().part_id == "B2"
+    assert not triggers.route(Trigger(part_id="C3", camera="free"))  # free-running takes no trigger
+    assert top.empty() and bottom.empty()

@@ -20,9 +20,9 @@ from mqtt_broker import MosquittoBroker, Subscriber, free_port
 from polling import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge_inspector.capture.mailbox import FrameMailbox
 from edge_inspector.config import load_config
-from edge_inspector.frames import FrameMailbox
-from edge_inspector.health import Counters
+from edge_inspector.counters import Counters
 from edge_inspector.messages import InspectResult, Status
 from edge_inspector.web.front import WebFront
 from trainer.synth.video import render_frames

@@ -3,7 +3,7 @@
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_inspector.inflight import InFlight
+from edge_inspector.outbox.inflight import InFlight
 
 OK = ReasonCode(PacketTypes.PUBACK, "Success")
 REFUSED = ReasonCode(PacketTypes.PUBACK, "Not authorized")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge_inspector.heatmap import cam_peak, normalize_cam, overlay_heatmap, upsample_cam
+from edge_inspector.heatmap import activation_peak, normalize_activation, overlay_heatmap, upsample_activation
 from edge_inspector.preprocess import InputSpec, resize_and_crop, resized_shape
 
 
@@ -35,16 +35,16 @@ def test_overlay_highlights_the_hot_cell() -> None:
     assert out.shape == image.shape and out.dtype == np.uint8
     # JET maps hot to red, cold to blue
     assert out[5, 58, 0] > out[5, 58, 2] and out[58, 5, 2] > out[58, 5, 0]
-    assert np.array_equal(normalize_cam(np.ones((3, 3))), np.zeros((3, 3)))
+    assert np.array_equal(normalize_activation(np.ones((3, 3))), np.zeros((3, 3)))
 
 
 def test_upsampling_puts_each_cell_on_the_pixel_it_is_centred_on() -> None:
     cam = np.arange(16, dtype=np.float32).reshape(4, 4)
-    big = upsample_cam(cam, 64, 128)  # 16 px a cell down, 32 across
+    big = upsample_activation(cam, 64, 128)  # 16 px a cell down, 32 across
     assert big.shape == (64, 128)
     for row in range(4):
         for col in range(4):
             assert big[16 * row, 32 * col] == pytest.approx(cam[row, col])
     assert big[63, 127] == pytest.approx(cam[3, 3])  # past the last centre: the edge value, not a fade
     assert big[8, 16] == pytest.approx(cam[:2, :2].mean())  # halfway between four centres
-    assert cam_peak(cam, 64, 128) == (96.0, 48.0)
+    assert activation_peak(cam, 64, 128) == (96.0, 48.0)

@@ -18,12 +18,13 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 from mqtt_broker import MosquittoBroker, Received, Subscriber
 from polling import wait_until
+from spooled import spool_verdicts
 from tcp_proxy import TcpProxy
 
 from edge_inspector.config import MqttConfig, TlsConfig
 from edge_inspector.errors import ConfigError
-from edge_inspector.publisher import Publisher
-from edge_inspector.spool import Spool
+from edge_inspector.outbox.publisher import Publisher
+from edge_inspector.outbox.spool import Spool
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = "test/s1"
@@ -56,36 +57,11 @@ def _seqs(messages: list[Received], topic: str = f"{ROOT}/verdict") -> list[int]
     return [json.loads(m.payload)["seq"] for m in messages if m.topic == topic]
 
 
-def _put(spool: Spool, kind: str, payload: bytes, seq: int) -> None:
-    """What the agent does: spool with the station's topic, QoS and content type."""
-    qos, content_type = (1, "application/json") if kind == "verdict" else (0, "image/jpeg")
-    spool.put(kind, f"{ROOT}/{kind}", payload, seq=seq, qos=qos, content_type=content_type)  # type: ignore[arg-type]
-
-
-def _spool_verdicts(publisher: Publisher, spool: Spool, count: int) -> list[int]:
-    seqs = []
-    for _ in range(count):
-        seq = spool.next_seq()
-        _put(spool, "verdict", json.dumps({"seq": seq}).encode(), seq)
-        publisher.notify()
-        seqs.append(seq)
-    return seqs
-
-
-def _record(publisher: Publisher, count: int) -> list[int]:
-    return publisher.record([lambda seq: [("verdict", json.dumps({"seq": seq}).encode())]] * count)
-
-
 def test_spooled_messages_arrive_in_order_with_properties(broker: MosquittoBroker, spool: Spool) -> None:
     publisher = _publisher(broker, spool)
-    expected = []
-    for _ in range(5):  # spooled before the publisher starts, as after a restart
-        seq = spool.next_seq()
-        _put(spool, "verdict", json.dumps({"seq": seq}).encode(), seq)
-        expected.append(("verdict", seq))
-        if seq % 2:
-            _put(spool, "heatmap", b"\xff\xd8jpeg" + bytes([seq]), seq)
-            expected.append(("heatmap", seq))
+    # spooled before the publisher starts, as after a restart
+    seqs = spool_verdicts(publisher, 5, heatmap=lambda seq: b"\xff\xd8jpeg" + bytes([seq]) if seq % 2 else None)
+    expected = [m for seq in seqs for m in [("verdict", seq)] + ([("heatmap", seq)] if seq % 2 else [])]
     with Subscriber(broker.host, broker.port, f"{ROOT}/+") as sub, publisher:
         got = sub.wait_for(len(expected))
         assert publisher.flush(5.0)
@@ -114,7 +90,7 @@ def test_window_of_one_keeps_order(broker: MosquittoBroker, spool: Spool, protoc
         _publisher(broker, spool, config=config) as pub,
     ):
         assert wait_until(lambda: pub.connected)
-        seqs = _spool_verdicts(pub, spool, 30)
+        seqs = spool_verdicts(pub, 30)
         assert _seqs(sub.wait_for(30)) == seqs
         assert pub.flush(5.0)
 
@@ -125,8 +101,8 @@ def test_last_will_is_published_when_the_agent_dies(broker: MosquittoBroker, tmp
         import sys, time
         from pathlib import Path
         from edge_inspector.config import MqttConfig
-        from edge_inspector.publisher import Publisher
-        from edge_inspector.spool import Spool
+        from edge_inspector.outbox.publisher import Publisher
+        from edge_inspector.outbox.spool import Spool
 
         config = MqttConfig(host="{broker.host}", port={broker.port}, prefix="test")
         spool = Spool(Path(sys.argv[1]), max_bytes=1 << 20)
@@ -165,15 +141,15 @@ def test_broker_outage_loses_nothing_and_keeps_order(spool: Spool) -> None:
         pub = _publisher(broker, spool)
         try:
             pub.start()
-            before = _spool_verdicts(pub, spool, 5)
+            before = spool_verdicts(pub, 5)
             assert _seqs(sub.wait_for(5)) == before
             assert pub.flush(5.0)
 
             port = broker.port
-            busy = _spool_verdicts(pub, spool, 200)  # the sender may be in the middle of these...
+            busy = spool_verdicts(pub, 200)  # the sender may be in the middle of these...
             broker.stop()  # ...when the broker goes away (test_rows_in_flight_... makes sure some are)
             assert wait_until(lambda: not pub.connected, 5)
-            during = _spool_verdicts(pub, spool, 10)
+            during = spool_verdicts(pub, 10)
             time.sleep(0.3)  # the sender sees the spool but has nowhere to send
             assert spool.depth()["verdicts"] >= 10
             assert pub.last_error is not None
@@ -204,7 +180,7 @@ def test_rows_in_flight_when_the_connection_drops_are_sent_again(
             pub.start()
             assert wait_until(lambda: pub.connected)
             broker.pause()  # connected, but nothing will be acknowledged
-            _spool_verdicts(pub, spool, 3)
+            spool_verdicts(pub, 3)
             assert wait_until(lambda: pub.stats()["inflight"] == 3)  # handed to paho, unanswered
             broker.kill()
             assert wait_until(lambda: not pub.connected)
@@ -266,7 +242,7 @@ def test_refused_connection_is_logged_once_without_the_password(spool: Spool, ca
     with MosquittoBroker(extra_config=["allow_anonymous false"]) as broker:
         config = _config(broker, username="line7", password=secret)
         with _publisher(broker, spool, config=config) as pub:
-            _spool_verdicts(pub, spool, 2)
+            spool_verdicts(pub, 2)
             assert wait_until(lambda: pub.last_error is not None and "refused" in pub.last_error, 5)
             # a second refused attempt (the backoff starts at 1 s), which must not be logged again
             assert wait_until(lambda: broker.log().count("not authorised") >= 2, 15), broker.log()
@@ -285,7 +261,7 @@ def test_unreachable_broker_keeps_the_spool_and_stops_quickly(spool: Spool, capl
         config = MqttConfig(host=broker.host, port=port, prefix="test")
         pub = Publisher(config, station="s1", spool=spool, status_offline=WILL)
         pub.start()
-        _spool_verdicts(pub, spool, 3)
+        spool_verdicts(pub, 3)
         assert wait_until(lambda: pub.last_error is not None, 5)
         assert "cannot connect to the broker" in (pub.last_error or "")
         assert "refused" in (pub.last_error or "").lower()  # the reason, from probing the port
@@ -312,10 +288,10 @@ def test_qos_0_rows_written_into_a_dying_connection_are_sent_again(broker: Mosqu
         config = MqttConfig(host=link.host, port=link.port, prefix="test", qos=0, keepalive_s=60)
         with _publisher(broker, spool, config=config) as pub:
             assert wait_until(lambda: pub.connected)
-            before = _record(pub, 3)
+            before = spool_verdicts(pub, 3)
             assert _seqs(sub.wait_for(3)) == before
             link.swallow()  # from here the broker reads nothing the agent writes
-            lost = _record(pub, 5)
+            lost = spool_verdicts(pub, 5)
             assert wait_until(lambda: pub.stats()["published"] >= 8)  # paho wrote them all to the socket
             assert wait_until(lambda: link.swallowed > 0)
             link.cut()  # the agent learns the connection is gone

@@ -12,37 +12,53 @@ from pathlib import Path
 import pytest
 
 from edge_inspector.errors import EdgeInspectorError, SpoolError
-from edge_inspector.spool import Spool, SpoolItem
+from edge_inspector.outbox.spool import Outgoing, Spool, SpoolItem
 
 MB = 1 << 20
 
 
-def _verdict(spool: Spool, seq: int, size: int = 100) -> int:
-    return spool.put("verdict", "p/s/verdict", b"v" * size, seq=seq, qos=1, content_type="application/json")
-
-
-def _heatmap(spool: Spool, seq: int, size: int = 100) -> int:
-    return spool.put("heatmap", "p/s/heatmap", b"h" * size, seq=seq, qos=0, content_type="image/jpeg")
+def _inspection(spool: Spool, verdict: int = 100, heatmap: int | None = None) -> int:
+    """One batch as the agent writes it: a new ``seq``, its verdict of ``verdict`` bytes and maybe a heatmap."""
+    with spool.batch() as batch:
+        seq = batch.next_seq()
+        batch.add(Outgoing("verdict", "p/s/verdict", b"v" * verdict, 1, content_type="application/json"))
+        if heatmap is not None:
+            batch.add(Outgoing("heatmap", "p/s/heatmap", b"h" * heatmap, 0, content_type="image/jpeg"))
+    return seq
 
 
 def test_seq_is_monotonic_and_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "spool.sqlite"
     with Spool(path, max_bytes=MB) as spool:
-        assert [spool.next_seq() for _ in range(3)] == [1, 2, 3]
+        assert [_inspection(spool) for _ in range(3)] == [1, 2, 3]
+        with spool.batch() as batch:  # a seq without messages is kept too
+            assert batch.next_seq() == 4
+        assert batch.durable
     with Spool(path, max_bytes=MB) as spool:
-        assert spool.next_seq() == 4
+        assert _inspection(spool) == 5
         assert spool.path.with_name("spool.sqlite-wal").exists()  # WAL mode
+
+
+def test_a_batch_that_raises_writes_nothing_and_hands_out_no_seq(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.sqlite", max_bytes=MB) as spool:
+        with pytest.raises(RuntimeError, match="building the verdict failed"), spool.batch() as batch:
+            batch.next_seq()
+            batch.add(Outgoing("verdict", "t", b"x", 1))
+            raise RuntimeError("building the verdict failed")
+        assert spool.depth()["verdicts"] == 0
+        assert _inspection(spool) == 1
+        with pytest.raises(ValueError, match="next_seq"), spool.batch() as batch:
+            batch.add(Outgoing("verdict", "t", b"x", 1))  # every message carries a seq
 
 
 def test_pending_in_write_order_with_cursor_and_limit(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.sqlite", max_bytes=MB) as spool:
-        ids = []
-        for seq in (1, 2, 3):
-            ids.append(_verdict(spool, seq))
-            ids.append(_heatmap(spool, seq))
+        for _ in (1, 2, 3):
+            _inspection(spool, 100, 100)
         items = spool.pending(10)
+        ids = [i.id for i in items]
         assert [(i.kind, i.seq) for i in items] == [(k, s) for s in (1, 2, 3) for k in ("verdict", "heatmap")]
-        assert [i.id for i in items] == ids == sorted(ids)
+        assert ids == sorted(ids)
         first = items[0]
         assert isinstance(first, SpoolItem)
         assert (first.topic, first.payload, first.qos, first.retain, first.content_type) == (
@@ -58,7 +74,8 @@ def test_pending_in_write_order_with_cursor_and_limit(tmp_path: Path) -> None:
 
 def test_ack_deletes_and_ids_are_never_reused(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.sqlite", max_bytes=MB) as spool:
-        a, b = _verdict(spool, 1, 10), _heatmap(spool, 1, 30)
+        _inspection(spool, 10, 30)
+        a, b = (item.id for item in spool.pending(2))
         assert spool.depth() == {"verdicts": 1, "heatmaps": 1, "bytes": 40}
         assert spool.ack(a) is True
         assert spool.ack(a) is False  # twice: harmless
@@ -66,14 +83,14 @@ def test_ack_deletes_and_ids_are_never_reused(tmp_path: Path) -> None:
         spool.ack(b)
         assert spool.depth() == {"verdicts": 0, "heatmaps": 0, "bytes": 0}
         # A reader that remembers the last id it saw must see rows written after the table emptied.
-        assert _verdict(spool, 2) > b
+        _inspection(spool)
+        assert spool.pending(1)[0].id > b
 
 
 def test_pending_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with Spool(path, max_bytes=MB) as spool:
-        _verdict(spool, spool.next_seq(), 10)
-        _heatmap(spool, 1, 20)
+        _inspection(spool, 10, 20)
     with Spool(path, max_bytes=MB) as spool:
         assert [(i.kind, i.seq) for i in spool.pending(10)] == [("verdict", 1), ("heatmap", 1)]
         assert spool.depth()["bytes"] == 30
@@ -83,22 +100,21 @@ def test_eviction_heatmaps_first_then_verdicts_counted_logged_and_persisted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "s.sqlite"
-    caplog.set_level(logging.WARNING, logger="edge_inspector.spool")
+    caplog.set_level(logging.WARNING, logger="edge_inspector.outbox.spool")
     with Spool(path, max_bytes=1000) as spool:
-        for seq in (1, 2, 3):
-            _verdict(spool, seq, 100)
-            _heatmap(spool, seq, 200)
+        for _ in (1, 2, 3):
+            _inspection(spool, 100, 200)
         assert spool.depth()["bytes"] == 900
         assert spool.evictions() == {"verdicts": 0, "heatmaps": 0}
         assert not caplog.records
 
-        _verdict(spool, 4, 250)  # needs 150 more: the oldest heatmap goes
+        _inspection(spool, 250)  # needs 150 more: the oldest heatmap goes
         assert [(i.kind, i.seq) for i in spool.pending(10) if i.kind == "heatmap"] == [("heatmap", 2), ("heatmap", 3)]
         assert spool.evictions() == {"verdicts": 0, "heatmaps": 1}
         assert "evicted 1 heatmap(s) and 0 verdict(s)" in caplog.text
         assert all(r.levelno == logging.WARNING for r in caplog.records)
 
-        _verdict(spool, 5, 700)  # both remaining heatmaps, then verdicts 1..3 go
+        _inspection(spool, 700)  # both remaining heatmaps, then verdicts 1..3 go
         assert [(i.kind, i.seq) for i in spool.pending(10)] == [("verdict", 4), ("verdict", 5)]
         assert spool.evictions() == {"verdicts": 3, "heatmaps": 3}
         assert spool.depth() == {"verdicts": 2, "heatmaps": 0, "bytes": 950}
@@ -109,20 +125,21 @@ def test_eviction_heatmaps_first_then_verdicts_counted_logged_and_persisted(
 
 def test_a_payload_larger_than_the_spool_is_refused(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.sqlite", max_bytes=100) as spool:
-        _verdict(spool, 1, 50)
+        _inspection(spool, 50)
         with pytest.raises(SpoolError, match="cannot fit"):
-            _heatmap(spool, 1, 101)
-        assert spool.depth()["verdicts"] == 1  # nothing was evicted for it
+            _inspection(spool, 10, 101)
+        assert spool.depth()["verdicts"] == 1  # nothing was evicted for it, nor written
+        assert _inspection(spool, 10) == 2  # and its seq was not handed out
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         Spool(tmp_path / "s.sqlite", max_bytes=0)
     with Spool(tmp_path / "s.sqlite", max_bytes=MB) as spool:
-        with pytest.raises(ValueError, match="kind"):
-            spool.put("image", "t", b"x", seq=1, qos=0)  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="qos"):
-            spool.put("verdict", "t", b"x", seq=1, qos=3)
+        for wrong, problem in ((Outgoing("image", "t", b"x", 0), "kind"), (Outgoing("verdict", "t", b"x", 3), "qos")):  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match=problem), spool.batch() as batch:
+                batch.next_seq()
+                batch.add(wrong)
 
 
 def test_closed_spool_raises(tmp_path: Path) -> None:
@@ -130,7 +147,7 @@ def test_closed_spool_raises(tmp_path: Path) -> None:
     spool.close()
     spool.close()  # idempotent
     with pytest.raises(SpoolError, match="closed"):
-        spool.next_seq()
+        _inspection(spool)
 
 
 def test_unwritable_paths_raise_spool_error(tmp_path: Path) -> None:
@@ -164,18 +181,23 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount_point)], check=True)
 
 
-def test_full_disk_raises_spool_error_and_keeps_earlier_rows(tiny_disk: Path) -> None:
+def test_a_full_disk_leaves_the_batch_undurable_and_keeps_earlier_rows(tiny_disk: Path) -> None:
     with Spool(tiny_disk / "spool.sqlite", max_bytes=100 * MB) as spool:
-        _verdict(spool, spool.next_seq())
+        _inspection(spool)
         written = 0
-        with pytest.raises(SpoolError, match="database or disk is full"):
-            for _ in range(100):
-                _heatmap(spool, spool.next_seq(), 20_000)
-                written += 1
-        assert written < 100
-        assert spool.depth()["verdicts"] == 1
+        for _ in range(100):
+            with spool.batch() as batch:
+                batch.next_seq()
+                batch.add(Outgoing("verdict", "p/s/verdict", b"v", 1))
+                batch.add(Outgoing("heatmap", "p/s/heatmap", bytes(20_000), 0))
+            if not batch.durable:  # the caller publishes its messages itself
+                break
+            written += 1
+        assert not batch.durable and written < 100
+        assert spool.depth()["verdicts"] == 1 + written
         assert spool.depth()["heatmaps"] == written
         assert spool.pending(1)[0].seq == 1
+        assert batch.seqs == [written + 2] and [seq for seq, _ in batch.messages] == [written + 2] * 2
 
 
 def test_concurrent_writers_get_unique_seqs(tmp_path: Path) -> None:
@@ -185,8 +207,7 @@ def test_concurrent_writers_get_unique_seqs(tmp_path: Path) -> None:
 
         def work() -> None:
             for _ in range(25):
-                seq = spool.next_seq()
-                _verdict(spool, seq, 10)
+                seq = _inspection(spool, 10)
                 with lock:
                     seqs.append(seq)
 
@@ -202,18 +223,18 @@ def test_concurrent_writers_get_unique_seqs(tmp_path: Path) -> None:
 _WRITER = """
 import sys
 from pathlib import Path
-from edge_inspector.spool import Outgoing, Spool
+from edge_inspector.outbox.spool import Outgoing, Spool
 
 spool = Spool(Path(sys.argv[1]), max_bytes=1 << 30)
 print("ready", flush=True)
 
 
-def build(seq):
-    return [Outgoing("verdict", "t/verdict", b"v%d" % seq, 1), Outgoing("heatmap", "t/heatmap", bytes(2000), 0)]
-
-
 while True:  # batches of 3 inspections, each a verdict and a heatmap, until killed
-    spool.record([build] * 3)
+    with spool.batch() as batch:
+        for _ in range(3):
+            seq = batch.next_seq()
+            batch.add(Outgoing("verdict", "t/verdict", b"v%d" % seq, 1))
+            batch.add(Outgoing("heatmap", "t/heatmap", bytes(2000), 0))
 """
 
 
@@ -243,4 +264,4 @@ def test_a_kill_at_any_point_leaves_no_gap_and_no_repeat_in_seq(tmp_path: Path) 
         assert verdicts == list(range(1, len(verdicts) + 1))  # no gap, no repeat, in order
         assert heatmaps == verdicts  # every verdict with its heatmap, or neither
         assert len(verdicts) % 3 == 0  # whole batches only
-        assert spool.next_seq() == len(verdicts) + 1  # the persisted seq is the last one on disk
+        assert _inspection(spool) == len(verdicts) + 1  # the persisted seq is the last one on disk

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from mqtt_broker import MosquittoBroker, Subscriber, free_port
 from polling import wait_until
+from spooled import spool_verdicts
 
 from edge_inspector.config import MqttConfig, TlsConfig
-from edge_inspector.publisher import Publisher
-from edge_inspector.spool import Spool
+from edge_inspector.outbox import Publisher, Spool
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -103,9 +103,7 @@ def test_verdicts_over_tls(certificates: Path, tmp_path: Path, client_certificat
             publisher = Publisher(config, station="s1", spool=spool, status_offline=b'{"state": "offline"}')
             publisher.start()
             try:
-                seq = spool.next_seq()
-                spool.put("verdict", "tls/s1/verdict", b'{"seq": 1}', seq=seq, qos=1, content_type="application/json")
-                publisher.notify()
+                spool_verdicts(publisher, 1)
                 received = sub.wait_for(1, timeout=15)
                 assert publisher.flush(10)
             finally:
@@ -128,8 +126,7 @@ def test_broker_certificate_from_another_ca_is_refused(certificates: Path, tmp_p
         publisher = Publisher(config, station="s1", spool=spool, status_offline=b"{}")
         publisher.start()
         try:
-            spool.put("verdict", "tls/s1/verdict", b"{}", seq=spool.next_seq(), qos=1)
-            publisher.notify()
+            spool_verdicts(publisher, 1)
             assert wait_until(lambda: publisher.last_error is not None, timeout=15)
             assert "certificate does not verify against mqtt.tls.ca_file" in str(publisher.last_error)
             assert str(tmp_path / "other.crt") in str(publisher.last_error)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision
 
-from edge_inspector.heatmap import cam_peak
+from edge_inspector.heatmap import activation_peak
 from edge_inspector.preprocess import InputSpec
 from trainer.checkpoint import model_from_checkpoint
 from trainer.cli import main as train_main
@@ -150,7 +150,7 @@ def test_each_map_cell_is_centred_where_the_heatmap_puts_it(stride: int) -> None
     influence = x.grad.abs().sum(dim=(0, 1))
     ys, xs = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
     centre = (float((influence * xs).sum() / influence.sum()), float((influence * ys).sum() / influence.sum()))
-    assert centre == pytest.approx(cam_peak(_one_hot(cam.shape[2:], row, col), 128, 128), abs=1.0)
+    assert centre == pytest.approx(activation_peak(_one_hot(cam.shape[2:], row, col), 128, 128), abs=1.0)
 
 
 def _one_hot(shape: tuple[int, ...], row: int, col: int) -> np.ndarray:

@@ -24,8 +24,8 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge_inspector.config import AgentConfig
 from edge_inspector.messages import ModelRef, Verdict
-from edge_inspector.sparkplug import sparkplug_b_pb2 as pb
-from edge_inspector.sparkplug.payloads import (
+from edge_inspector.outbox.sparkplug import sparkplug_b_pb2 as pb
+from edge_inspector.outbox.sparkplug.payloads import (
     REBIRTH,
     SEQ_MODULO,
     device_birth,

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from edge_inspector.messages import ModelRef, Verdict
-from edge_inspector.sparkplug import sparkplug_b_pb2 as pb
+from edge_inspector.outbox.sparkplug import sparkplug_b_pb2 as pb
 
 __all__ = [
     "NAMESPACE",

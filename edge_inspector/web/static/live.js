@@ -69,10 +69,9 @@ function showStatus(s) {
   $("model").textContent = s.model ? s.model.name + " " + s.model.version + " · " + s.model.backend + " " + s.model.precision : "";
   const rows = $("counters").tBodies[0];
   rows.replaceChildren();
-  const labels = Object.keys(s.counters).filter((k) => k.startsWith("verdicts.")).sort();
-  for (const key of labels) {
+  for (const label of Object.keys(s.verdicts).sort()) {
     const row = rows.insertRow();
-    row.append(text("td", key.slice("verdicts.".length)), text("td", String(s.counters[key]), "n"));
+    row.append(text("td", label), text("td", String(s.verdicts[label]), "n"));
   }
 }
 
