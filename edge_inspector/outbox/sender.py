@@ -5,7 +5,7 @@ the broker answered a *barrier* sent after paho wrote the row to the socket:
 an UNSUBSCRIBE of ``barrier_topic``, a filter the agent never subscribes to,
 so the answer changes nothing. A QoS 0 row written just before the connection
 died is thus sent again on the next one, never lost. With Sparkplug B, verdict
-rows go out as their camera's DDATA, at QoS 0; heatmaps as before.
+rows go out as their camera's DDATA, at QoS 0; heatmaps on the JSON heatmap topic.
 
 At most ``window`` rows are unanswered at a time; the bookkeeping is
 :class:`~edge_inspector.outbox.inflight.InFlight`. Paho's network thread reports the

@@ -78,7 +78,7 @@ def _add(payload: pb.Payload, datatype: int, value: Any, *, typed: bool = True, 
 
 
 def node_birth(bd_seq: int, model: ModelRef, station: str) -> bytes:
-    """NBIRTH (``seq`` 0): ``bdSeq`` as in this session's will, the rebirth control, the model."""
+    """NBIRTH (``seq`` 0): ``bdSeq`` as in the will of this MQTT session, the rebirth control, the model."""
     payload = pb.Payload(timestamp=_ms(), seq=0)
     _add(payload, pb.Int64, bd_seq, name="bdSeq")
     _add(payload, pb.Boolean, False, name=REBIRTH)
@@ -111,7 +111,7 @@ def device_birth(device_index: int, classes: Sequence[str], seq: int) -> bytes:
 
 def verdict_data(verdict: Verdict, device_index: int, classes: Sequence[str], seq: int, historical: bool) -> bytes:
     """DDATA of one verdict, metrics by alias only (names and types are in the DBIRTH); ``historical`` for
-    verdicts older than this session.
+    verdicts older than this MQTT session.
 
     Probabilities of classes the DBIRTH did not declare (a verdict spooled
     before a reload changed the classes) are left out.
