@@ -7,9 +7,11 @@ v5 properties carry content type and the ``seq`` of its verdict, which names
 the camera), ``cmd/trigger`` and ``cmd/reload`` (inbound, when enabled).
 ``edge-inspector schema`` prints the JSON Schemas for MES integrators.
 
-Schema version 2 (several cameras): ``Status.cameras`` replaces
-``Status.camera``, ``Status.reload_error`` moves to the top level, and
-``Trigger.camera`` picks the camera a trigger is for.
+Schema version 3: ``Status.verdicts`` counts verdicts by label (version 2
+had them among ``Status.counters`` as ``verdicts.<label>``). Version 2 (several
+cameras): ``Status.cameras`` replaces ``Status.camera``,
+``Status.reload_error`` moves to the top level, and ``Trigger.camera`` picks
+the camera a trigger is for.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ __all__ = [
     "topics",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class CaptureMode(str, Enum):
@@ -84,7 +86,7 @@ class Latency(_Message):
 class Verdict(_Message):
     """The inspection result of one frame (topic ``verdict``, QoS 1)."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     station: str
     camera: str = Field(description="the camera's name (cameras[].name in the agent's config)")
     seq: int = Field(
@@ -123,7 +125,7 @@ class CameraStatus(_Message):
 class Status(_Message):
     """Agent health (topic ``status``, QoS 1, retained; the broker publishes ``offline`` as last will)."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     station: str
     state: Literal["online", "offline"]
     at: datetime

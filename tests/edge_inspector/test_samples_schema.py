@@ -66,6 +66,8 @@ def test_schema_command_prints_every_message(capsys: pytest.CaptureFixture[str])
     assert {"seq", "part_id", "captured_at", "label", "is_defect", "score", "probabilities", "model"} <= set(
         verdict["properties"]
     )
-    assert verdict["properties"]["schema_version"]["const"] == 2
-    assert {"cameras", "reload_error"} <= set(schemas["Status"]["properties"])
+    assert verdict["properties"]["schema_version"]["const"] == 3
+    assert {"cameras", "reload_error", "verdicts"} <= set(schemas["Status"]["properties"])
+    states = schemas["Status"]["$defs"]["CameraState"]["enum"]  # the enum the agent uses, not a copy
+    assert states == ["connecting", "streaming", "reconnecting", "ended", "stopped"]
     assert "camera" in schemas["Trigger"]["properties"] and schemas["Trigger"]["required"] == ["part_id"]
