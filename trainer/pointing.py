@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_inspector.heatmap import cam_peak
+from edge_inspector.heatmap import activation_peak
 from edge_inspector.preprocess import InputSpec, resize_and_crop, resized_shape
 from trainer.data import Sample, defect_box, load_rgb
 from trainer.model import DefectNet
@@ -68,6 +68,6 @@ def pointing_score(
         cams = activation_maps(model, np.stack([crop for crop, _, _ in chunk]), spec, device)
         cam_size = list(cams.shape[2:])
         for (_, label, (x0, y0, x1, y1)), cam in zip(chunk, cams, strict=True):
-            x, y = cam_peak(cam[label], spec.size, spec.size)
+            x, y = activation_peak(cam[label], spec.size, spec.size)
             hits += int(x0 <= x < x1 and y0 <= y < y1)
     return {"score": hits / len(boxed), "images": len(boxed), "cam_size": cam_size}
