@@ -86,7 +86,10 @@ class Latency(_Message):
 class Verdict(_Message):
     """The inspection result of one frame (topic ``verdict``, QoS 1)."""
 
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[2, 3] = Field(
+        SCHEMA_VERSION,
+        description="3; 2 in a verdict an agent of schema version 2 spooled and its upgrade sent (same fields)",
+    )
     station: str
     camera: str = Field(description="the camera's name (cameras[].name in the agent's config)")
     seq: int = Field(

@@ -63,6 +63,24 @@ class InFlight:
         """Whether rows are held that no barrier in flight covers, and none is in flight."""
         return self._barrier is None and bool(self._held)
 
+    @property
+    def barrier_pending(self) -> bool:
+        """Whether a barrier went out and is not answered yet."""
+        return self._barrier is not None
+
+    def barrier_expired(self) -> int:
+        """The broker never answered the barrier: its rows count as delivered (best effort); returns how many."""
+        if self._barrier is None:
+            return 0
+        covers = self._barrier[1]
+        self._confirm(covers)
+        return covers
+
+    def forget_unmatched(self) -> None:
+        """Drop answers no registration claimed: called before the sender hands out more, so a stale answer
+        (another message's, its id reused much later) never settles a new row."""
+        self._unmatched.clear()
+
     def barrier_sent(self, mid: int, covers: int, epoch: int) -> None:
         """A barrier went out as message ``mid`` after the first ``covers`` held rows were written."""
         if epoch != self.epoch:

@@ -1,7 +1,6 @@
 """The MQTT side of the agent: the broker connection, the spool it drains, the status it publishes (paho-mqtt 2.x).
 
-Delivery is at least once (the package's docstring says how); paho
-reconnects by itself, and the sender then sends every unconfirmed row again.
+Delivery is at least once (the package's docstring says how); paho reconnects by itself.
 
 ``status`` is retained, QoS 1. The broker publishes the ``offline`` last will
 when the connection dies; :meth:`Publisher.stop` publishes offline itself,
@@ -110,6 +109,7 @@ class Publisher:
             window=config.max_inflight,
             v5=self._v5,
             barrier_topic=self.topics["barrier"],
+            barrier_timeout=config.keepalive_s,
             sparkplug=sparkplug,
         )
 
@@ -197,8 +197,7 @@ class Publisher:
         return self._disk_full_since is not None
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``published``, ``acked``, ``reconnects``, ``rejected`` (by the broker),
-        ``invalid`` (unpublishable rows dropped), ``inflight``, and while the disk is full
+        """The sender's counters (:meth:`SpoolSender.stats`), ``reconnects``, and while the disk is full
         ``undurable`` (published without a spool row) and ``lost`` (neither spooled nor sent)."""
         with self._lock:
             return {**self._sender.stats(), **self._counts, "reconnects": max(0, self._connects - 1)}

@@ -40,7 +40,8 @@ _IDLE_WAIT_S = 1.0  # the sender re-reads the spool at least this often, notifie
 
 
 class SpoolSender:
-    """Drains ``spool`` through ``client``; ``counts`` are ``published``, ``acked``, ``rejected``, ``invalid``."""
+    """Drains ``spool`` through ``client``; ``counts`` are ``published``, ``acked``, ``rejected``, ``invalid`` and
+    ``unconfirmed`` (QoS 0 rows deleted when the broker left a barrier unanswered for ``barrier_timeout`` s)."""
 
     def __init__(
         self,
@@ -50,11 +51,14 @@ class SpoolSender:
         window: int,
         v5: bool,
         barrier_topic: str,
+        barrier_timeout: float,
         sparkplug: SparkplugNode | None = None,
     ) -> None:
         self._spool = spool
         self._client = client
         self._barrier_topic = barrier_topic
+        self._barrier_timeout = barrier_timeout
+        self._barrier_at = 0.0  # when the barrier in flight went out (time.monotonic)
         self._sparkplug = sparkplug
         self._window = window
         self._v5 = v5
@@ -66,7 +70,7 @@ class SpoolSender:
         self._up = False
         self._dirty = False
         self._ack_blocked = False  # acknowledged rows cannot be deleted (full disk); logged once
-        self.counts = {"published": 0, "acked": 0, "rejected": 0, "invalid": 0}
+        self.counts = {"published": 0, "acked": 0, "rejected": 0, "invalid": 0, "unconfirmed": 0}
 
     @property
     def up(self) -> bool:
@@ -98,18 +102,23 @@ class SpoolSender:
             self._cond.wait(timeout)
 
     def stats(self) -> dict[str, int]:
-        """The counts, ``inflight`` (rows awaiting an answer) and ``held`` (QoS 0 rows written, unconfirmed)."""
+        """``published``, ``acked``, ``rejected`` (by the broker), ``invalid`` (unpublishable rows dropped),
+        ``unconfirmed``, ``inflight`` (rows awaiting an answer) and ``held`` (QoS 0 rows written, no barrier
+        answered yet)."""
         with self._cond:
             return {**self.counts, "inflight": len(self._inflight), "held": self._inflight.held}
 
     def settle(self, timeout: float) -> bool:
-        """After :meth:`stop`: confirm the QoS 0 rows written so far with a last barrier (up to ``timeout``
-        seconds) and delete them; False when some stay spooled (they go again after the next start)."""
+        """After :meth:`stop`: wait up to ``timeout`` seconds for the answers to what paho holds, confirm the
+        QoS 0 rows with a last barrier and delete them all; False when some stay spooled (they go again after
+        the next start)."""
+        if self._thread is not None and self._thread.is_alive():  # stuck: it may still hand rows to paho
+            return False
         deadline = time.monotonic() + timeout
         while True:
             self._send_barrier()
             with self._cond:
-                if not self._inflight.held or not self._up:
+                if not (self._inflight.held or len(self._inflight)) or not self._up:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -117,7 +126,7 @@ class SpoolSender:
                 self._cond.wait(min(remaining, 0.1))
         self.apply_answers()
         with self._cond:
-            return not self._inflight.held
+            return not (self._inflight.held or len(self._inflight))
 
     # -- from paho's network thread --------------------------------------------
     def link_up(self) -> None:
@@ -174,9 +183,26 @@ class SpoolSender:
             epoch, covers = self._inflight.epoch, self._inflight.held
         rc, mid = self._client.unsubscribe(self._barrier_topic)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:  # disconnected meanwhile: the rows go again
+            self._stopping.wait(0.1)  # no busy loop until on_disconnect has run
             return
         with self._cond:
+            self._barrier_at = time.monotonic()
             self._inflight.barrier_sent(mid, covers, epoch)
+
+    def _expire_barrier(self) -> None:
+        """A broker that leaves a barrier unanswered (against MQTT) must not hold QoS 0 rows forever: after
+        ``barrier_timeout`` they count as delivered, as written, and the loss of that guarantee is logged."""
+        with self._cond:
+            if not self._inflight.barrier_pending or time.monotonic() - self._barrier_at < self._barrier_timeout:
+                return
+            expired = self._inflight.barrier_expired()
+            self.counts["unconfirmed"] += expired
+        log.warning(
+            "mqtt: the broker did not answer an UNSUBSCRIBE within %.0f s; %d QoS 0 message(s) counted as "
+            "delivered unconfirmed",
+            self._barrier_timeout,
+            expired,
+        )
 
     def _idle(self) -> bool:
         """Nothing to apply and no barrier due (the caller holds the condition)."""
@@ -186,6 +212,7 @@ class SpoolSender:
         lower_thread_priority()
         while not self._stopping.is_set():
             self.apply_answers()
+            self._expire_barrier()
             self._send_barrier()
             with self._cond:
                 room = self._inflight.room(self._window)
@@ -194,6 +221,7 @@ class SpoolSender:
                         self._cond.wait(_IDLE_WAIT_S)
                     continue
                 epoch, cursor = self._inflight.epoch, self._inflight.cursor
+                self._inflight.forget_unmatched()
                 self._dirty = False
             try:
                 items = self._spool.pending(room, after_id=cursor)

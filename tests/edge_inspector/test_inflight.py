@@ -103,3 +103,23 @@ def test_skipping_an_unpublishable_row_moves_the_cursor_in_its_epoch_only() -> N
     inflight.lost()
     inflight.skipped(9, epoch=0)
     assert inflight.cursor == 0
+
+
+def test_a_barrier_the_broker_never_answers_gives_its_rows_up_as_delivered() -> None:
+    inflight = InFlight()
+    assert inflight.barrier_expired() == 0  # none in flight
+    for row in (1, 2):
+        inflight.handed(row=row, mid=row, epoch=0, qos=0)
+        inflight.answer(row, None)
+    inflight.barrier_sent(mid=3, covers=2, epoch=0)
+    assert inflight.barrier_pending and not inflight.barrier_due
+    assert inflight.barrier_expired() == 2  # the sender's timeout: best effort, counted by the sender
+    assert inflight.take() == ([1, 2], []) and not inflight.barrier_pending and inflight.held == 0
+
+
+def test_a_stale_answer_never_settles_a_later_row_with_the_same_id() -> None:
+    inflight = InFlight()
+    inflight.answer(42, OK)  # the status message's PUBACK, long before mid 42 comes round again
+    inflight.forget_unmatched()  # the sender starts a batch
+    inflight.handed(row=7, mid=42, epoch=0, qos=1)
+    assert len(inflight) == 1 and inflight.take() == ([], [])  # waits for its own PUBACK

@@ -260,7 +260,8 @@ def test_ddata_written_into_a_dying_connection_goes_again_as_history(tmp_path: P
         config = config.model_copy(update={"host": link.host, "port": link.port})
         with Publisher(config, station=STATION, spool=spool, status_offline=b"", sparkplug=node) as pub:
             assert wait_until(lambda: pub.connected)
-            before = spool_verdicts(pub, 3, _verdict_json)
+            # the first as an agent of schema version 2 spooled it, before an upgrade: it goes out all the same
+            before = spool_verdicts(pub, 3, lambda seq: _verdict_json(seq, 2 if seq == 1 else 3))
             assert sub.wait_until(lambda ms: _delivered(ms) >= set(before))
             link.swallow()  # the broker reads nothing more of this connection
             lost = spool_verdicts(pub, 5, _verdict_json)
@@ -275,5 +276,5 @@ def test_ddata_written_into_a_dying_connection_goes_again_as_history(tmp_path: P
     assert all(m.is_historical for p in resent for m in p.metrics)
 
 
-def _verdict_json(seq: int) -> bytes:
-    return _verdict(seq).model_dump_json().encode()
+def _verdict_json(seq: int, schema_version: int = 3) -> bytes:
+    return _verdict(seq).model_copy(update={"schema_version": schema_version}).model_dump_json().encode()
