@@ -136,6 +136,19 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=os.cpu_count() or 1, help="rendering processes (default: the CPU count)"
     )
 
+    t = sub.add_parser(
+        "tiles", help="cut annotated board photos (Pascal VOC XML or COCO JSON) into training tiles, split by board"
+    )
+    t.add_argument("--boards", type=Path, required=True, help="folder of board photos and annotations (required)")
+    t.add_argument("--out", type=Path, required=True, help="new folder for train/ and val/ (required)")
+    t.add_argument("--tile", type=int, required=True, help="tile side in photo pixels (required)")
+    t.add_argument("--class-map", type=Path, help="YAML or JSON {annotation name: class} (default: names as they are)")
+    t.add_argument("--per-box", type=int, default=2, help="tiles around each defect, placed at random (default: 2)")
+    t.add_argument("--ok-per-board", type=int, default=2, help="defect-free tiles from each board (default: 2)")
+    t.add_argument("--val-fraction", type=float, default=0.2, help="share of the boards to validate on (default: 0.2)")
+    t.add_argument("--ok-class", default="ok", help="class of the defect-free tiles (default: ok)")
+    t.add_argument("--seed", type=int, default=0, help="same seed, same tiles and split (default: 0)")
+
     _add_fit(sub)
 
     sub.add_parser(
@@ -165,6 +178,8 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from exc
         print(f"wrote {summary.count} images of {len(summary.classes)} classes to {summary.out}")
         return 0
+    if args.command == "tiles":
+        return _tiles(args)
     if args.command == "fit":
         from trainer.fit import fit
 
@@ -186,6 +201,34 @@ def _run(args: argparse.Namespace) -> int:
 
     metrics = write_evaluation(args.run, data=args.data, out=args.out)
     print(f"accuracy {metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f}")
+    return 0
+
+
+def _tiles(args: argparse.Namespace) -> int:
+    from trainer.boards import load_class_map, scan_boards, write_tiles
+
+    class_map = load_class_map(args.class_map) if args.class_map else None
+    scan = scan_boards(args.boards, class_map)
+    try:
+        summary = write_tiles(
+            scan,
+            args.out,
+            tile=args.tile,
+            per_box=args.per_box,
+            ok_per_board=args.ok_per_board,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            ok_class=args.ok_class,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    boards = {part: len(names) for part, names in summary.boards.items()}
+    print(
+        f"{sum(boards.values())} boards ({boards['train']} train, {boards['val']} val) -> "
+        f"{sum(sum(c.values()) for c in summary.tiles.values())} tiles of {summary.tile} px in {summary.out}; "
+        f"{summary.clipped_boxes} box(es) clipped, {summary.dropped_boxes} dropped, "
+        f"{len(summary.skipped_files)} annotation file(s) and {len(summary.unreadable_photos)} photo(s) skipped"
+    )
     return 0
 
 
