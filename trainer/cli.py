@@ -44,6 +44,14 @@ def _csv(value: str) -> list[str]:
     return [] if value.strip().lower() in {"", "none"} else [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _grid(value: str) -> tuple[int, int]:
+    try:
+        columns, rows = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected COLUMNSxROWS such as 8x6, got {value!r}") from None
+    return columns, rows
+
+
 def _config_help(name: str) -> str:
     """A fit flag's help: its TrainConfig field's description and default, written once, there."""
     field = TrainConfig.model_fields[name]
@@ -136,6 +144,17 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=os.cpu_count() or 1, help="rendering processes (default: the CPU count)"
     )
 
+    b = sub.add_parser("synth-panels", help="render synthetic whole panels of boards with VOC XML defect boxes")
+    b.add_argument("--out", type=Path, required=True, help="folder to write panel_<i>.png and .xml into (required)")
+    b.add_argument("--count", type=int, default=20, help="panels (default: 20)")
+    b.add_argument("--grid", type=_grid, default=(8, 6), help="boards per panel, COLUMNSxROWS (default: 8x6)")
+    b.add_argument("--cell", type=int, default=200, help="side of each board in pixels (default: 200)")
+    b.add_argument("--max-defects", type=int, default=3, help="defects per panel, 0 to this many (default: 3)")
+    b.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
+    b.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="rendering processes (default: the CPU count)"
+    )
+
     t = sub.add_parser(
         "tiles", help="cut annotated board photos (Pascal VOC XML or COCO JSON) into training tiles, split by board"
     )
@@ -177,6 +196,24 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         print(f"wrote {summary.count} images of {len(summary.classes)} classes to {summary.out}")
+        return 0
+    if args.command == "synth-panels":
+        from trainer.synth.panels import generate_panels
+
+        try:
+            panels = generate_panels(
+                args.out,
+                count=args.count,
+                seed=args.seed,
+                grid=args.grid,
+                cell=args.cell,
+                max_defects=args.max_defects,
+                workers=args.workers,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        size = f"{panels.width} x {panels.height} px"
+        print(f"wrote {panels.count} panels of {size}, {panels.defects} defects, to {panels.out}")
         return 0
     if args.command == "tiles":
         return _tiles(args)

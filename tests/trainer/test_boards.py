@@ -14,6 +14,8 @@ from trainer.boards import Box, load_class_map, scan_boards, split_boards, write
 from trainer.cli import main
 from trainer.data import defect_box, discover, load_rgb
 from trainer.errors import DatasetError
+from trainer.synth import CLASSES
+from trainer.synth.panels import generate_panels, render_panel
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -162,3 +164,30 @@ def test_edge_train_tiles_then_refuses_to_mix_into_a_used_folder(tmp_path: Path,
     assert json.loads((tmp_path / "tiles" / "tiles.json").read_text())["clipped_boxes"] == 1
     assert main(command) == 2  # one line, no traceback
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_synthetic_panels_round_trip_through_voc_and_tile(tmp_path: Path) -> None:
+    """Panels of whole boards: their boxes lie on the boards, read back from the VOC XML as rendered, and the
+    same bytes per seed whatever the workers."""
+    rng = np.random.default_rng(3)
+    panel, boxes = render_panel(rng, grid=(3, 2), cell=64, gap=4, max_defects=3)
+    assert panel.shape == (2 * 64 + 3 * 4, 3 * 64 + 4 * 4, 3)
+    for box in boxes:
+        column, row = int(box.x0 - 4) // 68, int(box.y0 - 4) // 68
+        x, y = 4 + column * 68, 4 + row * 68  # the board the defect is on
+        assert x <= box.x0 < box.x1 <= x + 64 and y <= box.y0 < box.y1 <= y + 64, box
+        assert box.label in CLASSES[1:]
+    summary = generate_panels(tmp_path / "panels", count=6, seed=2, grid=(3, 2), cell=64, max_defects=3)
+    assert (summary.width, summary.height) == (3 * 64 + 4 * 6, 2 * 64 + 3 * 6)
+    scan = scan_boards(tmp_path / "panels")
+    assert len(scan.boards) == 6 and sum(len(b.boxes) for b in scan.boards) == summary.defects
+    for board in scan.boards:
+        index = int(board.name.split("_")[1])
+        _, rendered = render_panel(np.random.default_rng([2, index]), grid=(3, 2), cell=64, max_defects=3)
+        assert [(b.label, round(b.x0), round(b.y0), round(b.x1), round(b.y1)) for b in board.boxes] == [
+            (b.label, round(b.x0), round(b.y0), round(b.x1), round(b.y1)) for b in rendered
+        ]
+    again = generate_panels(tmp_path / "again", count=2, seed=2, grid=(3, 2), cell=64, max_defects=3, workers=2)
+    assert again.count == 2
+    for name in ("panel_0000.png", "panel_0001.xml"):
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "panels" / name).read_bytes()

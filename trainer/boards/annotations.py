@@ -18,7 +18,7 @@ import json
 import logging
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import yaml
 from trainer.data import IMAGE_EXTENSIONS, load_rgb
 from trainer.errors import DatasetError
 
-__all__ = ["Board", "BoardScan", "Box", "load_class_map", "scan_boards"]
+__all__ = ["Board", "BoardScan", "Box", "load_class_map", "scan_boards", "write_voc"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,25 @@ def scan_boards(root: Path, class_map: Mapping[str, str] | None = None) -> Board
         scan.boards = [_mapped(board, class_map) for board in scan.boards]
     scan.classes = sorted({b.label for board in scan.boards for b in board.boxes})
     return scan
+
+
+def write_voc(path: Path, image: str, width: int, height: int, boxes: Sequence[Box]) -> None:
+    """A Pascal VOC annotation of the photo ``image`` (a name beside ``path``) and its boxes, in VOC's
+    1-based inclusive corners."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "filename").text = image
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    for box in boxes:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = box.label
+        corners = ET.SubElement(obj, "bndbox")
+        values = (box.x0 + 1, box.y0 + 1, box.x1, box.y1)
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), values, strict=True):
+            ET.SubElement(corners, tag).text = str(int(round(value)))
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="unicode")
 
 
 def _image_index(root: Path) -> dict[str, Path]:
