@@ -4,8 +4,9 @@ Box coordinates become pixels ``(x0, y0, x1, y1)`` with ``x1``/``y1``
 exclusive: VOC's 1-based inclusive corners lose one at the top left, COCO's
 ``[x, y, w, h]`` gains its size. A box that leaves its image is clipped (and
 counted); one with nothing left inside is dropped (and counted). A file that
-does not parse, or names an image that is not there, is skipped with a
-warning that names it, and the scan goes on.
+does not parse is skipped, and so is a photo it names that is not there
+(the file's other photos are used), each with a warning that names it; the
+scan goes on.
 
 Class names come from the annotations, or through a class map (YAML or JSON,
 ``{name in the annotations: class of the model}``) that must name every class
@@ -113,7 +114,11 @@ def scan_boards(root: Path, class_map: Mapping[str, str] | None = None) -> Board
             scan.skipped.append(str(path))
             continue
         for board in parsed:
-            scan.boards.append(_clipped(board, scan))
+            if isinstance(board, Board):
+                scan.boards.append(_clipped(board, scan))
+            else:  # one photo of the file is missing: the file's other photos are used
+                log.warning("skipping %s: its photo %s is not under the folder", path, board)
+                scan.skipped.append(f"{path}: {board}")
     if not scan.boards:
         raise DatasetError(f"{root}: no board photo with a readable VOC (*.xml) or COCO (*.json) annotation")
     if class_map is not None:
@@ -153,8 +158,9 @@ def _image_index(root: Path) -> dict[str, Path]:
     return index
 
 
-def _find_image(annotation: Path, named: str | None, images: Mapping[str, Path]) -> Path:
-    """The photo an annotation is about: the file it names (beside it or by name), else one with its stem."""
+def _find_image(annotation: Path, named: str | None, images: Mapping[str, Path]) -> Path | None:
+    """The photo an annotation is about: the file it names (beside it or by name), else one with its stem;
+    None when there is none."""
     if named:
         beside = annotation.parent / named
         if beside.is_file():
@@ -167,14 +173,19 @@ def _find_image(annotation: Path, named: str | None, images: Mapping[str, Path])
             return candidate
         if candidate.name in images:
             return images[candidate.name]
-    raise ValueError(f"its image {named or annotation.stem + '.*'} is not under the folder")
+    return None
 
 
-def _read_voc(path: Path, images: Mapping[str, Path]) -> Iterator[Board]:
+def _read_voc(path: Path, images: Mapping[str, Path]) -> Iterator[Board | str]:
+    """The board of a VOC file, or the name of its photo when that is missing."""
     root = ET.parse(path).getroot()
     if root.tag != "annotation":
         raise ValueError(f"the root element is <{root.tag}>, not <annotation>")
-    image = _find_image(path, root.findtext("filename"), images)
+    named = root.findtext("filename")
+    image = _find_image(path, named, images)
+    if image is None:
+        yield named or f"{path.stem}.*"
+        return
     width, height = int(root.findtext("size/width") or 0), int(root.findtext("size/height") or 0)
     if width <= 0 or height <= 0:  # some tools leave <size> out or zero: the photo says
         width, height = _image_size(image)
@@ -195,7 +206,8 @@ def _image_size(path: Path) -> tuple[int, int]:
     return image.shape[1], image.shape[0]
 
 
-def _read_coco(path: Path, images: Mapping[str, Path]) -> Iterator[Board]:
+def _read_coco(path: Path, images: Mapping[str, Path]) -> Iterator[Board | str]:
+    """The boards of a COCO file, and the names of the photos that are missing."""
     data = json.loads(path.read_text())
     names = {category["id"]: str(category["name"]) for category in data["categories"]}
     boxes: dict[int, list[Box]] = {}
@@ -204,6 +216,9 @@ def _read_coco(path: Path, images: Mapping[str, Path]) -> Iterator[Board]:
         boxes.setdefault(item["image_id"], []).append(Box(names[item["category_id"]], x, y, x + w, y + h))
     for entry in data["images"]:
         image = _find_image(path, str(entry["file_name"]), images)
+        if image is None:
+            yield str(entry["file_name"])
+            continue
         yield Board(image, int(entry["width"]), int(entry["height"]), tuple(boxes.get(entry["id"], [])))
 
 
