@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -16,8 +15,6 @@ from edge_inspector.messages import InspectResult
 from edge_inspector.preprocess import ModelInput
 
 __all__ = ["Frame", "FrameMailbox"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -90,7 +90,7 @@ def load_class_map(path: Path) -> dict[str, str]:
         raise DatasetError(f"--class-map {path}: cannot read it ({exc})") from exc
     if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()):
         raise DatasetError(f"--class-map {path}: expected a mapping of class names to class names")
-    return {k: v for k, v in loaded.items()}
+    return dict(loaded)
 
 
 def scan_boards(root: Path, class_map: Mapping[str, str] | None = None) -> BoardScan:

@@ -44,6 +44,7 @@ class TileSummary:
     tile: int
     classes: list[str]
     boards: dict[str, list[str]]
+    boxes: dict[str, int] = field(default_factory=dict)
     tiles: dict[str, dict[str, int]] = field(default_factory=dict)
     clipped_boxes: int = 0
     dropped_boxes: int = 0
@@ -186,6 +187,7 @@ def write_tiles(
         tile=tile,
         classes=[ok_class, *scan.classes],
         boards={"train": [b.name for b in train], "val": [b.name for b in val]},
+        boxes=scan.boxes_per_class(),
         clipped_boxes=scan.clipped,
         dropped_boxes=scan.dropped,
         skipped_files=scan.skipped,
